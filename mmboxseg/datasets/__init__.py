@@ -1,0 +1,5 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from .box_coco_dataset import (AnnotationFileError, BoxCocoDataset,
+                               validate_coco_file)
+
+__all__ = ['BoxCocoDataset', 'AnnotationFileError', 'validate_coco_file']

@@ -1,0 +1,4 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from .cpu_distributed import CPUDistributedDataParallel, setup_cpu_distributed
+
+__all__ = ['CPUDistributedDataParallel', 'setup_cpu_distributed']

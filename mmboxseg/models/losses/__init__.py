@@ -1,0 +1,9 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from .box_projection_loss import BoxProjectionLoss, projection_dice
+from .pairwise_affinity_loss import (PairwiseAffinityLoss,
+                                     pairwise_neg_log_same_prob)
+
+__all__ = [
+    'BoxProjectionLoss', 'PairwiseAffinityLoss', 'projection_dice',
+    'pairwise_neg_log_same_prob'
+]

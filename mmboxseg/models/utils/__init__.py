@@ -1,0 +1,9 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from .box_supervision import (color_similarity, downsample_uint8_images,
+                              strided_box_masks, strided_image_masks)
+from .color_space import rgb_to_lab
+
+__all__ = [
+    'rgb_to_lab', 'strided_box_masks', 'strided_image_masks',
+    'color_similarity', 'downsample_uint8_images'
+]
