@@ -27,12 +27,21 @@ else
     step 'installing torch==2.13.0'
     "${PIP[@]}" torch==2.13.0
 fi
+TORCH_VERSION=$("$PYTHON" -c 'import torch; print(torch.__version__)')
+
+# setuptools<70 is pinned on its own, with --no-deps: in one command with a
+# package that depends on torch, pip would backtrack to an older torch
+# (torch 2.13 declares setuptools>=77) and download its CUDA build.
+pin_setuptools() {
+    "${PIP[@]}" --no-deps "setuptools<70"
+}
 
 if has 'import pkg_resources, setuptools, wheel, ninja; assert int(setuptools.__version__.split(".")[0]) < 70'; then
     step 'build tools already installed'
 else
     step 'installing build tools (setuptools<70, wheel, ninja)'
-    "${PIP[@]}" -r "$REPO/requirements/build.txt"
+    "${PIP[@]}" wheel ninja
+    pin_setuptools
 fi
 
 if has 'import mmcv, mmcv.ops; from mmcv.ops import nms; assert mmcv.__version__ == "2.1.0"'; then
@@ -46,7 +55,7 @@ if has 'import mmengine, mmdet, pycocotools, terminaltables, mim; assert mmengin
     step 'mmengine 0.10.7, mmdet 3.3.0, pycocotools, terminaltables, openmim already installed'
 else
     step 'installing mmengine 0.10.7, mmdet 3.3.0 and runtime requirements'
-    "${PIP[@]}" mmengine==0.10.7 mmdet==3.3.0 openmim "setuptools<70" \
+    "${PIP[@]}" mmengine==0.10.7 mmdet==3.3.0 openmim \
         -r "$REPO/requirements/runtime.txt"
 fi
 
@@ -55,15 +64,20 @@ if [ "${MMBOXSEG_SKIP_TEST_DEPS:-0}" != "1" ]; then
         step 'test requirements already installed'
     else
         step 'installing test requirements'
-        "${PIP[@]}" -r "$REPO/requirements/tests.txt" "setuptools<70"
+        "${PIP[@]}" -r "$REPO/requirements/tests.txt"
     fi
 fi
 
-# openmim drags in a setuptools without pkg_resources on some resolutions;
-# mmengine's `mmdet::` configs and mim need it.
-if ! has 'import pkg_resources'; then
-    step 're-installing setuptools<70 (pkg_resources)'
-    "${PIP[@]}" -r "$REPO/requirements/build.txt"
+# Dependencies may have upgraded setuptools past 81, which has no
+# pkg_resources; mmengine's `mmdet::` configs, mim and the editable install
+# of mmboxseg need it.
+if ! has 'import pkg_resources, setuptools; assert int(setuptools.__version__.split(".")[0]) < 70'; then
+    step 're-pinning setuptools<70 (pkg_resources)'
+    pin_setuptools
+fi
+if [ "$("$PYTHON" -c 'import torch; print(torch.__version__)')" != "$TORCH_VERSION" ]; then
+    echo "[install] error: torch changed from $TORCH_VERSION during the install" >&2
+    exit 1
 fi
 
 if has "import mmboxseg, os; assert os.path.realpath(os.path.dirname(mmboxseg.__file__)) == os.path.realpath('$REPO/mmboxseg')"; then

@@ -6,6 +6,7 @@ import os
 import os.path as osp
 import pickle
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -158,14 +159,24 @@ def test_mim_train_and_test(tiny_toy, tmp_path):
         'boxinst_r18_fpn_toy.py', '--checkpoint', ckpt
     ] + as_cli(opts))
     assert 'coco/segm_mAP' in out and 'coco/bbox_mAP' in out
-    # mim also finds the config by name from another directory
+    # mim also finds the config by name from another directory, and
+    # forwards --out; the box baseline evaluates those predictions
+    preds = str(tmp_path / 'preds.pkl')
     out = run(
         [
             'mim', 'test', 'mmboxseg', 'boxinst_r18_fpn_toy.py',
-            '--checkpoint', ckpt
+            '--checkpoint', ckpt, '--out', preds
         ] + as_cli(opts),
         cwd=str(tmp_path))
     assert 'coco/segm_mAP' in out
+    out = run([
+        sys.executable, 'tools/analysis_tools/eval_box_baseline.py',
+        'configs/boxinst/boxinst_r18_fpn_toy.py', preds, '--ann-file',
+        osp.join(tiny_toy, 'annotations/instances_test.json')
+    ])
+    metrics = json.loads(
+        [line for line in out.splitlines() if line.startswith('{')][-1])
+    assert 0 <= metrics['coco/segm_mAP'] <= 1
 
 
 def test_two_process_cpu_training(tiny_toy, tmp_path):

@@ -50,11 +50,13 @@ def test_train_has_boxes_only_and_eval_files_have_masks(dataset):
     assert not any('segmentation' in a for a in train['annotations'])
     masked = ann(dataset, 'train_with_masks')
     # the same instances, with masks
-    assert [{k: v for k, v in a.items() if k != 'segmentation'}
-            for a in masked['annotations']] == train['annotations']
+    assert [{
+        k: v
+        for k, v in a.items() if k != 'segmentation'
+    } for a in masked['annotations']] == train['annotations']
     for split in ('train_with_masks', 'val', 'test'):
-        assert all('segmentation' in a for a in ann(dataset, split)
-                   ['annotations'])
+        assert all('segmentation' in a
+                   for a in ann(dataset, split)['annotations'])
     assert len({a['category_id'] for a in train['annotations']}) >= 3
 
 
@@ -85,8 +87,8 @@ def test_boxes_are_tight_and_masks_are_not_boxes(dataset):
 
 def test_some_training_images_have_no_object(tmp_path):
     out = str(tmp_path / 'many')
-    toy.generate(out, seed=0, num_train=120, num_val=1, num_test=1,
-                 img_size=64)
+    toy.generate(
+        out, seed=0, num_train=120, num_val=1, num_test=1, img_size=64)
     train = ann(out, 'train')
     with_objects = {a['image_id'] for a in train['annotations']}
     empty = len(train['images']) - len(with_objects)
@@ -101,8 +103,10 @@ def test_images_decode(dataset):
 
 def test_main_skips_complete_dataset(tmp_path, capsys):
     out = str(tmp_path / 'cli')
-    args = ['--out', out, '--seed', '1', '--num-train', '3', '--num-val',
-            '2', '--num-test', '2', '--img-size', '64']
+    args = [
+        '--out', out, '--seed', '1', '--num-train', '3', '--num-val', '2',
+        '--num-test', '2', '--img-size', '64'
+    ]
     toy.main(args)
     path = osp.join(out, 'annotations', 'instances_train.json')
     mtime = os.stat(path).st_mtime_ns

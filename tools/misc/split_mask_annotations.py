@@ -60,7 +60,10 @@ def main(argv=None):
         content = json.load(f)
     all_names = [c['name'] for c in content['categories']]
     if args.keep_masks_of == ['voc']:
-        keep = VOC_IN_COCO
+        keep = [n for n in all_names if n in VOC_IN_COCO]
+        if not keep:
+            raise ValueError(f'{args.in_file}: no Pascal VOC class among '
+                             f'the categories {all_names}')
     elif args.keep_masks_of == ['nonvoc']:
         keep = [n for n in all_names if n not in VOC_IN_COCO]
     else:
