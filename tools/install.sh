@@ -87,6 +87,11 @@ else
     (cd "$REPO" && "${PIP[@]}" --no-build-isolation --no-deps -e .)
 fi
 
+# `python -m pip` skips pyenv's rehash hook: make new commands (mim) visible
+if command -v pyenv >/dev/null 2>&1; then
+    pyenv rehash || true
+fi
+
 "$PYTHON" - <<'PY'
 import mmcv, mmdet, mmengine, torch
 import mmboxseg

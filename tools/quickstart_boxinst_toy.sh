@@ -9,8 +9,9 @@ WORK_DIR=${1:-work_dirs/boxinst_r18_fpn_toy}
 START=$(date +%s)
 
 python tools/misc/make_toy_dataset.py --out data/toy
-mim train mmboxseg "$CONFIG" --work-dir "$WORK_DIR"
+python -m mim train mmboxseg "$CONFIG" --work-dir "$WORK_DIR"
 CKPT="$WORK_DIR/$(basename "$(cat "$WORK_DIR/last_checkpoint")")"
-mim test mmboxseg "$CONFIG" --checkpoint "$CKPT" --work-dir "$WORK_DIR/test"
+python -m mim test mmboxseg "$CONFIG" --checkpoint "$CKPT" \
+    --work-dir "$WORK_DIR/test"
 echo "[quickstart] trained and evaluated $CONFIG in $(( $(date +%s) - START )) s;" \
      "checkpoint: $CKPT"

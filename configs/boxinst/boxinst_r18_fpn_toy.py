@@ -58,28 +58,24 @@ train_dataloader = dict(
         data_prefix=dict(img='images/train/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=0),
         pipeline=train_pipeline))
+eval_loader = dict(
+    batch_size=8, num_workers=1, persistent_workers=True, pin_memory=False)
 val_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    persistent_workers=True,
-    pin_memory=False,
+    **eval_loader,
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='images/val/'),
         pipeline=test_pipeline))
+# the base's test_dataloader is its val_dataloader (test_mode=True)
 test_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    persistent_workers=True,
-    pin_memory=False,
+    **eval_loader,
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_test.json',
         data_prefix=dict(img='images/test/'),
-        test_mode=True,
         pipeline=test_pipeline))
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = dict(

@@ -22,18 +22,18 @@
     explicitly on the dicts that name mmboxseg types, so they build from
     any project's tools.
 """
+import os
 import os.path as osp
 from typing import Any
 
 MMBOXSEG_SCOPE = 'mmboxseg'
+# what setup.py puts into mmboxseg/.mim
+MIM_ITEMS = ('configs', 'tools', 'model-index.yml')
 
 
 def package_root() -> str:
     """Directory of the importable ``mmboxseg`` package."""
     return osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-MIM_ITEMS = ('configs', 'tools', 'model-index.yml')
 
 
 def ensure_mim_links() -> str:
@@ -45,7 +45,6 @@ def ensure_mim_links() -> str:
     runs no ``develop`` command, so ``.mim`` may be missing; we then link
     it to the repository, as ``setup.py develop`` would.
     """
-    import os
     pkg = package_root()
     mim_dir = osp.join(pkg, '.mim')
     if osp.isdir(osp.join(mim_dir, 'configs')):

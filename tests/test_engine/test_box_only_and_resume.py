@@ -19,6 +19,8 @@ from ..conftest import REPO, as_cli, toy_cfg_options
 register_all_modules()
 
 TOY_CFG = osp.join(REPO, 'configs/boxinst/boxinst_r18_fpn_toy.py')
+# `python -m mim`: the `mim` command may not be on PATH yet (pyenv shims)
+MIM = [sys.executable, '-m', 'mim']
 
 
 def toy_config(data_root, work_dir, **extra):
@@ -148,14 +150,22 @@ def test_mim_train_and_test(tiny_toy, tmp_path):
     opts = toy_cfg_options(
         tiny_toy, work_dir, max_iters=2, **{'model.test_cfg.score_thr': 0.0})
     out = run([
-        'mim', 'train', 'mmboxseg', 'configs/boxinst/'
+        *MIM, 'train', 'mmboxseg', 'configs/boxinst/'
         'boxinst_r18_fpn_toy.py'
     ] + as_cli(opts))
     assert 'Iter(train) [2/2]' in out
     ckpt = osp.join(work_dir, 'iter_2.pth')
     assert osp.isfile(ckpt)
+    # `--resume` without a path picks the latest checkpoint of the work dir
+    more = dict(opts, **{'train_cfg.max_iters': 3})
     out = run([
-        'mim', 'test', 'mmboxseg', 'configs/boxinst/'
+        *MIM, 'train', 'mmboxseg', 'configs/boxinst/'
+        'boxinst_r18_fpn_toy.py', '--resume'
+    ] + as_cli(more))
+    assert 'resumed epoch: 0, iter: 2' in out
+    assert 'Iter(train) [3/3]' in out
+    out = run([
+        *MIM, 'test', 'mmboxseg', 'configs/boxinst/'
         'boxinst_r18_fpn_toy.py', '--checkpoint', ckpt
     ] + as_cli(opts))
     assert 'coco/segm_mAP' in out and 'coco/bbox_mAP' in out
@@ -164,8 +174,8 @@ def test_mim_train_and_test(tiny_toy, tmp_path):
     preds = str(tmp_path / 'preds.pkl')
     out = run(
         [
-            'mim', 'test', 'mmboxseg', 'boxinst_r18_fpn_toy.py',
-            '--checkpoint', ckpt, '--out', preds
+            *MIM, 'test', 'mmboxseg', 'boxinst_r18_fpn_toy.py', '--checkpoint',
+            ckpt, '--out', preds
         ] + as_cli(opts),
         cwd=str(tmp_path))
     assert 'coco/segm_mAP' in out

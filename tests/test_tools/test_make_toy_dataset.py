@@ -48,12 +48,18 @@ def test_train_has_boxes_only_and_eval_files_have_masks(dataset):
     train = ann(dataset, 'train')
     assert train['annotations']
     assert not any('segmentation' in a for a in train['annotations'])
+    # boxes only: not even the mask area
+    assert all(a['area'] == a['bbox'][2] * a['bbox'][3]
+               for a in train['annotations'])
     masked = ann(dataset, 'train_with_masks')
-    # the same instances, with masks
+    # the same instances, with masks (and mask areas)
     assert [{
         k: v
-        for k, v in a.items() if k != 'segmentation'
-    } for a in masked['annotations']] == train['annotations']
+        for k, v in a.items() if k not in ('segmentation', 'area')
+    } for a in masked['annotations']] == [{
+        k: v
+        for k, v in a.items() if k != 'area'
+    } for a in train['annotations']]
     for split in ('train_with_masks', 'val', 'test'):
         assert all('segmentation' in a
                    for a in ann(dataset, split)['annotations'])

@@ -153,6 +153,11 @@ def test_every_config_parses():
         cfg = Config.fromfile(path)
         assert cfg.default_scope == 'mmboxseg', path
         assert cfg.model._scope_ == 'mmboxseg', path
+        # every type resolves (pretrained weights load only in init_weights)
+        model = MODELS.build(cfg.model)
+        assert type(model.mask_head).__name__ == 'BoxSupMaskHead', path
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            assert cfg[key].dataset.type == 'BoxCocoDataset', (path, key)
 
 
 def test_version_and_mim_folder():

@@ -44,7 +44,7 @@ import zlib
 
 import numpy as np
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 CATEGORIES = (
     dict(id=1, name='ring', supercategory='shape'),
@@ -576,10 +576,12 @@ def generate_split(out_dir, seed, split, num, img_size):
                 category_id=CATEGORIES[label]['id'],
                 bbox=[float(x0), float(y0),
                       float(w), float(h)],
-                area=float(area),
+                # the box-only file must not leak the mask size either
+                area=float(w * h),
                 iscrowd=0)
             annotations.append(ann)
-            masked_annotations.append(dict(ann, segmentation=encode_rle(mask)))
+            masked_annotations.append(
+                dict(ann, area=float(area), segmentation=encode_rle(mask)))
         progress.update()
     progress.close()
 
