@@ -56,7 +56,8 @@ def test_box_only_losses_ignore_masks_in_the_file(tiny_toy, tmp_path):
     assert not any('segmentation' in a
                    for a in json.load(open(boxes_only))['annotations'])
     cfg = toy_config(tiny_toy, str(tmp_path))
-    cfg.train_dataloader.dataset.pipeline[2].prob = 0.0  # no random flip
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    next(t for t in pipeline if t.type == 'RandomFlip').prob = 0.0
     cfg.train_dataloader.dataset.ann_file = 'annotations/instances_train.json'
     ref = batch_losses(cfg)
     cfg.train_dataloader.dataset.ann_file = \
@@ -67,7 +68,7 @@ def test_box_only_losses_ignore_masks_in_the_file(tiny_toy, tmp_path):
     # and the masks would have changed a mask-supervised model's losses
     cfg.model.mask_head.supervision = 'mixed'
     cfg.model.data_preprocessor.pad_mask = True
-    cfg.train_dataloader.dataset.pipeline[1].with_mask = True
+    next(t for t in pipeline if t.type == 'LoadAnnotations').with_mask = True
     mixed = batch_losses(cfg)
     assert mixed['loss_mask'] > 0 and mixed != got
 
