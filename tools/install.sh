@@ -35,8 +35,9 @@ TORCH_VERSION=$("$PYTHON" -c 'import torch; print(torch.__version__)')
 pin_setuptools() {
     "${PIP[@]}" --no-deps "setuptools<70"
 }
+SETUPTOOLS_OK='import pkg_resources, setuptools; assert int(setuptools.__version__.split(".")[0]) < 70'
 
-if has 'import pkg_resources, setuptools, wheel, ninja; assert int(setuptools.__version__.split(".")[0]) < 70'; then
+if has "$SETUPTOOLS_OK; import wheel, ninja"; then
     step 'build tools already installed'
 else
     step 'installing build tools (setuptools<70, wheel, ninja)'
@@ -71,7 +72,7 @@ fi
 # Dependencies may have upgraded setuptools past 81, which has no
 # pkg_resources; mmengine's `mmdet::` configs, mim and the editable install
 # of mmboxseg need it.
-if ! has 'import pkg_resources, setuptools; assert int(setuptools.__version__.split(".")[0]) < 70'; then
+if ! has "$SETUPTOOLS_OK"; then
     step 're-pinning setuptools<70 (pkg_resources)'
     pin_setuptools
 fi
