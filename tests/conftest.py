@@ -71,6 +71,28 @@ def toy_cfg_options(data_root, work_dir, max_iters=4, **extra):
     return opts
 
 
+def toy_config(data_root, work_dir, config, **extra):
+    """A toy config shrunk by :func:`toy_cfg_options`, quiet, no vis
+    backends."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(toy_cfg_options(data_root, work_dir, **extra))
+    cfg.log_level = 'WARNING'
+    cfg.visualizer = dict(type='DetLocalVisualizer', vis_backends=[])
+    return cfg
+
+
+def train(cfg, resume_from=None):
+    """Train ``cfg`` in this process, optionally resuming a checkpoint."""
+    from mmengine.runner import Runner
+    if resume_from is not None:
+        cfg.resume = True
+        cfg.load_from = resume_from
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
 def as_cli(opts):
     return ['--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
 

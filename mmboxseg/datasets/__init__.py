@@ -1,5 +1,6 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .box_coco_dataset import (AnnotationFileError, BoxCocoDataset,
                                validate_coco_file)
+from .transforms import *  # noqa: F401,F403
 
 __all__ = ['BoxCocoDataset', 'AnnotationFileError', 'validate_coco_file']

@@ -10,11 +10,11 @@ import sys
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.runner import Runner
 
 from mmboxseg.utils import register_all_modules
 from ..conftest import REPO, as_cli, toy_cfg_options
+from ..conftest import toy_config as shared_toy_config
+from ..conftest import train
 
 register_all_modules()
 
@@ -24,11 +24,7 @@ MIM = [sys.executable, '-m', 'mim']
 
 
 def toy_config(data_root, work_dir, **extra):
-    cfg = Config.fromfile(TOY_CFG)
-    cfg.merge_from_dict(toy_cfg_options(data_root, work_dir, **extra))
-    cfg.log_level = 'WARNING'
-    cfg.visualizer = dict(type='DetLocalVisualizer', vis_backends=[])
-    return cfg
+    return shared_toy_config(data_root, work_dir, TOY_CFG, **extra)
 
 
 def batch_losses(cfg):
@@ -71,15 +67,6 @@ def test_box_only_losses_ignore_masks_in_the_file(tiny_toy, tmp_path):
     next(t for t in pipeline if t.type == 'LoadAnnotations').with_mask = True
     mixed = batch_losses(cfg)
     assert mixed['loss_mask'] > 0 and mixed != got
-
-
-def train(cfg, resume_from=None):
-    if resume_from is not None:
-        cfg.resume = True
-        cfg.load_from = resume_from
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    return runner
 
 
 def test_resume_matches_an_uninterrupted_run(tiny_toy, tmp_path):

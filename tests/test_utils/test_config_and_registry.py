@@ -146,7 +146,7 @@ def test_unknown_config_key_names_the_key():
 def test_every_config_parses():
     import glob
     paths = glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
-    assert len(paths) >= 7
+    assert len(paths) >= 13
     for path in paths:
         if osp.basename(osp.dirname(path)) == '_base_':
             continue
@@ -155,7 +155,8 @@ def test_every_config_parses():
         assert cfg.model._scope_ == 'mmboxseg', path
         # every type resolves (pretrained weights load only in init_weights)
         model = MODELS.build(cfg.model)
-        assert type(model.mask_head).__name__ == 'BoxSupMaskHead', path
+        from mmboxseg.models import BoxSupMaskHead
+        assert isinstance(model.mask_head, BoxSupMaskHead), path
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             assert cfg[key].dataset.type == 'BoxCocoDataset', (path, key)
 

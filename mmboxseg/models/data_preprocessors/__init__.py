@@ -1,4 +1,5 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .box_supervision_data_preprocessor import BoxSupDataPreprocessor
+from .two_view_box_sup_data_preprocessor import TwoViewBoxSupDataPreprocessor
 
-__all__ = ['BoxSupDataPreprocessor']
+__all__ = ['BoxSupDataPreprocessor', 'TwoViewBoxSupDataPreprocessor']

@@ -22,7 +22,9 @@ class BoxSupDataPreprocessor(DetDataPreprocessor):
       ``[s//2::s]`` of the padded batch (``s = mask_stride``);
     - ``color_similarity``: ``[k*k - 1, H/s, W/s]`` LAB colour similarity of
       each pixel to its dilated neighbours (BoxInst Eq. 7), zero where the
-      neighbour is padding or a removed bottom row.
+      neighbour is padding or a removed bottom row;
+    - ``image_valid``: ``[H/s, W/s]`` bool, the pixels that are neither
+      padding nor removed bottom rows.
 
     Differences from mmdet 3.3.0's ``BoxInstDataPreprocessor``, on purpose:
 
@@ -126,10 +128,12 @@ class BoxSupDataPreprocessor(DetDataPreprocessor):
             b.tensor if hasattr(b, 'tensor') else b for b in boxes
         ]).to(device)
         box_masks = strided_box_masks(all_boxes, out_size, stride)
-        for sample, sim, masks in zip(data_samples, similarity,
-                                      box_masks.split(counts)):
+        for sample, sim, valid, masks in zip(data_samples, similarity,
+                                             image_masks,
+                                             box_masks.split(counts)):
             sample.gt_instances.box_masks = masks
             sample.color_similarity = sim
+            sample.image_valid = valid
 
     def extra_repr(self) -> Optional[str]:
         return (f'mask_stride={self.mask_stride}, '

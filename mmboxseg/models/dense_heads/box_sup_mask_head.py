@@ -8,6 +8,8 @@ from mmdet.utils import ConfigType, InstanceList
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmboxseg.models.losses import (PairwiseAffinityLoss,
+                                    pairwise_neg_log_same_prob)
 from mmboxseg.registry import MODELS
 
 SUPERVISION_MODES = ('box', 'mixed', 'mask')
@@ -125,8 +127,9 @@ class BoxSupMaskHead(CondInstMaskHead):
         mask_preds = self(x, positive_infos)[0]
         batch_gt_instances = [s.gt_instances for s in batch_data_samples]
         similarities = [s.get('color_similarity') for s in batch_data_samples]
+        image_valid = [s.get('image_valid') for s in batch_data_samples]
         return self.loss_by_feat(mask_preds, batch_gt_instances, similarities,
-                                 positive_infos)
+                                 positive_infos, image_valid)
 
     def sample_positives(self, positive_info: InstanceData) -> Tensor:
         """Indices of the positive proposals that train masks.
@@ -159,10 +162,13 @@ class BoxSupMaskHead(CondInstMaskHead):
         rank = torch.arange(num_pos, device=device) - starts[group_ids]
         return grouped[rank < k]
 
-    def loss_by_feat(self, mask_preds: List[Tensor],
+    def loss_by_feat(self,
+                     mask_preds: List[Tensor],
                      batch_gt_instances: InstanceList,
                      batch_color_similarity: List[Tensor],
-                     positive_infos: InstanceList, **kwargs) -> dict:
+                     positive_infos: InstanceList,
+                     batch_image_valid: Optional[List[Tensor]] = None,
+                     **kwargs) -> dict:
         """Compute the mask losses of a batch.
 
         Args:
@@ -174,23 +180,30 @@ class BoxSupMaskHead(CondInstMaskHead):
             batch_color_similarity (list[Tensor]): Per image
                 ``[k*k - 1, H, W]``.
             positive_infos (list[InstanceData]): From the bbox head.
+            batch_image_valid (list[Tensor], optional): Per image
+                ``[H, W]`` bool, pixels that are not padding.
 
         Returns:
             dict[str, Tensor]: ``loss_mask_project``, ``loss_mask_pairwise``
-            and, with mixed supervision, ``loss_mask``.
+            and, with mixed supervision, ``loss_mask``; plus what
+            :meth:`extra_losses` adds.
         """
         if self.training:
             self._iter += 1
+        if batch_image_valid is None:
+            batch_image_valid = [None] * len(mask_preds)
         preds, box_targets, edge_weights, mask_targets, has_mask = \
             [], [], [], [], []
-        for pred, gt_instances, similarity, pos_info in zip(
+        sampled = []
+        for pred, gt_instances, similarity, valid, pos_info in zip(
                 mask_preds, batch_gt_instances, batch_color_similarity,
-                positive_infos):
+                batch_image_valid, positive_infos):
             keep = self.sample_positives(pos_info)
             if keep.numel() == 0 or len(gt_instances) == 0:
                 continue
             gt_inds = pos_info.pos_assigned_gt_inds[keep]
             preds.append(pred[keep])
+            sampled.append((gt_instances, gt_inds, valid))
             if self.supervision != 'box':
                 targets = self.strided_gt_masks(gt_instances, pred)[gt_inds]
                 mask_targets.append(targets)
@@ -212,7 +225,10 @@ class BoxSupMaskHead(CondInstMaskHead):
 
         zero = sum(p.sum() for p in mask_preds) * 0.
         if not preds:
-            return self._losses(zero, zero, zero)
+            return {
+                **self._losses(zero, zero, zero),
+                **self.extra_losses(None, [], None, zero, None)
+            }
         preds = torch.cat(preds)
         if self.supervision == 'box':
             has_mask = preds.new_zeros(preds.size(0), dtype=torch.bool)
@@ -222,20 +238,57 @@ class BoxSupMaskHead(CondInstMaskHead):
 
         loss_project = loss_pairwise = loss_mask = zero
         box_only = ~has_mask
+        neg_log_same = None
         if box_only.any():
             box_targets = torch.cat(box_targets)[box_only]
             edge_weights = torch.cat(edge_weights)[box_only]
             warmup = min(float(self._iter) / self.warmup_iters, 1.0) \
                 if self.warmup_iters > 0 else 1.0
             loss_project = self.loss_project(preds[box_only], box_targets)
-            loss_pairwise = self.loss_pairwise(preds[box_only],
-                                               edge_weights) * warmup
+            if isinstance(self.loss_pairwise, PairwiseAffinityLoss):
+                # computed once: subclasses reuse it (BoxTeacher's affinity)
+                neg_log_same = pairwise_neg_log_same_prob(
+                    preds[box_only], self.loss_pairwise.kernel_size,
+                    self.loss_pairwise.dilation)
+                loss_pairwise = self.loss_pairwise(
+                    preds[box_only], edge_weights, neg_log_same=neg_log_same)
+            else:
+                loss_pairwise = self.loss_pairwise(preds[box_only],
+                                                   edge_weights)
+            loss_pairwise = loss_pairwise * warmup
+        if not box_only.all():
+            neg_log_same = None  # only shared when it covers every row
         if has_mask.any():
             loss_mask = self.loss_mask(
                 preds[has_mask],
                 mask_targets[has_mask].float(),
                 reduction_override='none').sum() / has_mask.sum()
-        return self._losses(loss_project, loss_pairwise, loss_mask)
+        return {
+            **self._losses(loss_project, loss_pairwise, loss_mask),
+            **self.extra_losses(preds, sampled, has_mask, zero, neg_log_same)
+        }
+
+    def extra_losses(self, preds: Optional[Tensor], sampled: list,
+                     has_mask: Optional[Tensor], zero: Tensor,
+                     neg_log_same: Optional[Tensor]) -> dict:
+        """Losses that subclasses add on the same sampled proposals.
+
+        Args:
+            preds (Tensor | None): ``[N, H, W]`` logits of the sampled
+                proposals of the whole batch (None when there are none).
+            sampled (list[tuple]): Per image with proposals, in order:
+                ``(gt_instances, gt_inds [n_i], image_valid [H, W] | None)``.
+            has_mask (Tensor | None): ``[N]`` bool, proposals supervised by
+                a real mask (mixed supervision).
+            zero (Tensor): A zero connected to the graph.
+            neg_log_same (Tensor | None): ``[N, k*k - 1, H, W]``
+                ``-log P(same label)`` of ``preds`` with the pairwise loss's
+                kernel and dilation, when every row took the box terms.
+
+        Returns:
+            dict[str, Tensor]: Nothing for BoxInst.
+        """
+        return {}
 
     def _losses(self, loss_project: Tensor, loss_pairwise: Tensor,
                 loss_mask: Tensor) -> dict:

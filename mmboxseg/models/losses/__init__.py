@@ -1,9 +1,12 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .box_projection_loss import BoxProjectionLoss, projection_dice
+from .noise_reduced_affinity_loss import (NoiseReducedAffinityLoss,
+                                          pseudo_mask_affinity)
 from .pairwise_affinity_loss import (PairwiseAffinityLoss,
                                      pairwise_neg_log_same_prob)
 
 __all__ = [
     'BoxProjectionLoss', 'PairwiseAffinityLoss', 'projection_dice',
-    'pairwise_neg_log_same_prob'
+    'pairwise_neg_log_same_prob', 'NoiseReducedAffinityLoss',
+    'pseudo_mask_affinity'
 ]

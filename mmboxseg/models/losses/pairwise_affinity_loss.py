@@ -74,13 +74,18 @@ class PairwiseAffinityLoss(nn.Module):
     def forward(self,
                 mask_logits: Tensor,
                 edge_weights: Tensor,
-                avg_factor: Optional[float] = None) -> Tensor:
+                avg_factor: Optional[float] = None,
+                neg_log_same: Optional[Tensor] = None) -> Tensor:
         """
         Args:
             mask_logits (Tensor): ``[N, H, W]`` mask logits.
             edge_weights (Tensor): ``[N, k*k - 1, H, W]`` edge weights.
             avg_factor (float, optional): Divisor instead of
                 ``max(sum(edge_weights), 1)``.
+            neg_log_same (Tensor, optional): ``[N, k*k - 1, H, W]``
+                :func:`pairwise_neg_log_same_prob` of ``mask_logits``, when
+                the caller already has it (it is the largest tensor of the
+                mask losses; BoxTeacher's affinity loss shares it).
 
         Returns:
             Tensor: Scalar loss.
@@ -93,9 +98,10 @@ class PairwiseAffinityLoss(nn.Module):
                 f'{tuple(edge_weights.shape)}, expected {expected} '
                 f'(kernel_size={self.kernel_size}); the data preprocessor '
                 'and the loss must use the same pairwise_size')
-        neg_log_same = pairwise_neg_log_same_prob(mask_logits,
-                                                  self.kernel_size,
-                                                  self.dilation)
+        if neg_log_same is None:
+            neg_log_same = pairwise_neg_log_same_prob(mask_logits,
+                                                      self.kernel_size,
+                                                      self.dilation)
         weights = edge_weights.to(neg_log_same.dtype)
         if avg_factor is None:
             avg_factor = weights.sum().clamp(min=1.0)

@@ -1,0 +1,4 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from .boxteacher import BoxTeacher
+
+__all__ = ['BoxTeacher']
