@@ -11,7 +11,8 @@ from mmboxseg.utils import register_all_modules
 register_all_modules()
 
 
-def make_head(**kwargs):
+def make_head(head_type=BoxSupMaskHead, **kwargs):
+    """A small 8-channel head (BoxSupMaskHead or a subclass)."""
     cfg = dict(
         num_layers=3,
         feat_channels=8,
@@ -29,7 +30,7 @@ def make_head(**kwargs):
             num_stacked_convs=1,
             norm_cfg=None))
     cfg.update(kwargs)
-    return BoxSupMaskHead(**cfg)
+    return head_type(**cfg)
 
 
 class ExplodingMasks:

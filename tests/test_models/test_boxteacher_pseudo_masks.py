@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from mmengine.structures import InstanceData
 
+from mmboxseg.models.dense_heads import BoxTeacherMaskHead
 from mmboxseg.models.losses import (NoiseReducedAffinityLoss,
                                     pairwise_neg_log_same_prob,
                                     pseudo_mask_affinity)
 from mmboxseg.models.utils import assign_pseudo_masks, mask_aware_score
-from mmboxseg.registry import MODELS
 from mmboxseg.utils import register_all_modules
+from .test_box_sup_mask_head import make_head
 
 register_all_modules()
 
@@ -184,25 +185,9 @@ def test_affinity_by_hand():
 
 def pseudo_head(**kwargs):
     cfg = dict(
-        type='BoxTeacherMaskHead',
-        num_layers=3,
-        feat_channels=8,
-        size_of_interest=8,
-        mask_out_stride=4,
-        max_masks_to_train=-1,
-        topk_masks_per_img=-1,
-        pseudo_warmup_iters=10,
-        mask_feature_head=dict(
-            in_channels=8,
-            feat_channels=8,
-            start_level=0,
-            end_level=2,
-            out_channels=8,
-            mask_stride=8,
-            num_stacked_convs=1,
-            norm_cfg=dict(type='BN', requires_grad=True)))
+        max_masks_to_train=-1, topk_masks_per_img=-1, pseudo_warmup_iters=10)
     cfg.update(kwargs)
-    return MODELS.build(cfg)
+    return make_head(BoxTeacherMaskHead, **cfg)
 
 
 def test_eq2_combination_and_warmup():
