@@ -3,6 +3,7 @@ from typing import List, Optional, Union
 
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
+from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from mmboxseg.models.utils import (color_similarity, downsample_uint8_images,
@@ -124,9 +125,7 @@ class BoxSupDataPreprocessor(DetDataPreprocessor):
 
         boxes = [s.gt_instances.bboxes for s in data_samples]
         counts = [len(b) for b in boxes]
-        all_boxes = torch.cat([
-            b.tensor if hasattr(b, 'tensor') else b for b in boxes
-        ]).to(device)
+        all_boxes = torch.cat([get_box_tensor(b) for b in boxes]).to(device)
         box_masks = strided_box_masks(all_boxes, out_size, stride)
         for sample, sim, valid, masks in zip(data_samples, similarity,
                                              image_masks,

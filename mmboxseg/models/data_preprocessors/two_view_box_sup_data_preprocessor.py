@@ -3,6 +3,7 @@ from typing import Tuple
 
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
+from mmdet.structures.bbox import get_box_tensor
 
 from mmboxseg.registry import MODELS
 from .box_supervision_data_preprocessor import BoxSupDataPreprocessor
@@ -69,10 +70,8 @@ class TwoViewBoxSupDataPreprocessor(BoxSupDataPreprocessor):
                 'must come before MultiBranch')
         for t_sample, s_sample in zip(teacher['data_samples'],
                                       student['data_samples']):
-            t_boxes = t_sample.gt_instances.bboxes
-            s_boxes = s_sample.gt_instances.bboxes
-            t_boxes = getattr(t_boxes, 'tensor', t_boxes)
-            s_boxes = getattr(s_boxes, 'tensor', s_boxes)
+            t_boxes = get_box_tensor(t_sample.gt_instances.bboxes)
+            s_boxes = get_box_tensor(s_sample.gt_instances.bboxes)
             if t_boxes.shape != s_boxes.shape or not torch.equal(
                     t_boxes, s_boxes):
                 name = t_sample.get('img_path')

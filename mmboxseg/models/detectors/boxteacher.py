@@ -5,7 +5,7 @@ from typing import Dict, List, Tuple, Union
 import torch
 from mmdet.models.detectors import BoxInst
 from mmdet.structures import SampleList
-from mmdet.structures.bbox import bbox_overlaps
+from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -159,8 +159,7 @@ class BoxTeacher(BoxInst):
         results = self.teacher.bbox_head.predict(
             feats, data_samples, rescale=False)
         for i, (result, sample) in enumerate(zip(results, data_samples)):
-            gt_boxes = sample.gt_instances.bboxes
-            gt_boxes = getattr(gt_boxes, 'tensor', gt_boxes)
+            gt_boxes = get_box_tensor(sample.gt_instances.bboxes)
             if len(result) == 0 or len(gt_boxes) == 0:
                 results[i] = result[:0]
                 continue
@@ -199,7 +198,7 @@ class BoxTeacher(BoxInst):
                 raise ValueError(
                     f'teacher masks {tuple(prob.shape[-2:])} and box masks '
                     f'{tuple(box_masks.shape[-2:])} differ in size')
-            gt_boxes = getattr(gt.bboxes, 'tensor', gt.bboxes)
+            gt_boxes = get_box_tensor(gt.bboxes)
             pseudo = torch.zeros_like(box_masks)
             scores = prob.new_zeros(len(gt))
             matched = torch.zeros_like(scores, dtype=torch.bool)
