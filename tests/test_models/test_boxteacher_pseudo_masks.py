@@ -204,7 +204,7 @@ def test_eq2_combination_and_warmup():
     valid = torch.ones(h, w, dtype=torch.bool)
     zero = preds.sum() * 0
     head._iter.fill_(5)  # half-way through a 10-iteration warm-up
-    got = head.extra_losses(preds, [(gt, gt_inds, valid)],
+    got = head.extra_losses(preds, [(gt, gt_inds, valid, None)],
                             torch.zeros(n, dtype=torch.bool), zero, None)
     p = preds.sigmoid()
     t = gt.pseudo_masks[gt_inds].float()
@@ -219,7 +219,7 @@ def test_eq2_combination_and_warmup():
     torch.testing.assert_close(got['loss_pseudo_mask'], want_mask)
     torch.testing.assert_close(got['loss_pseudo_affinity'], want_aff)
     # BoxInst's -log P(same) tensor, when handed over, gives the same
-    shared = head.extra_losses(preds, [(gt, gt_inds, valid)],
+    shared = head.extra_losses(preds, [(gt, gt_inds, valid, None)],
                                torch.zeros(n, dtype=torch.bool), zero,
                                pairwise_neg_log_same_prob(preds, 3, 2))
     torch.testing.assert_close(shared['loss_pseudo_affinity'], want_aff)
@@ -227,24 +227,24 @@ def test_eq2_combination_and_warmup():
     assert preds.grad[1].abs().sum() == 0  # score 0: no gradient
     # warm-up over: factor 1; sum-of-scores normaliser without the fix
     head._iter.fill_(20)
-    full = head.extra_losses(preds, [(gt, gt_inds, valid)],
+    full = head.extra_losses(preds, [(gt, gt_inds, valid, None)],
                              torch.zeros(n, dtype=torch.bool), zero, None)
     torch.testing.assert_close(full['loss_pseudo_mask'], want_mask * 2)
     head.fix_reduction = False
-    nofix = head.extra_losses(preds, [(gt, gt_inds, valid)],
+    nofix = head.extra_losses(preds, [(gt, gt_inds, valid, None)],
                               torch.zeros(n, dtype=torch.bool), zero, None)
     torch.testing.assert_close(nofix['loss_pseudo_mask'],
                                (s * 0.5 * dice).sum() / (s.sum() + 1e-6))
     # instances with a real mask (mixed supervision) take no pseudo loss
     head.fix_reduction = True
-    mixed = head.extra_losses(preds, [(gt, gt_inds, valid)],
+    mixed = head.extra_losses(preds, [(gt, gt_inds, valid, None)],
                               torch.tensor([False, False, True, True]), zero,
                               None)
     torch.testing.assert_close(mixed['loss_pseudo_mask'],
                                0.5 * 0.5 * dice[0] / 1)
     # no pseudo mask at all: zero losses, still in the graph
     gt.pseudo_scores = torch.zeros(3)
-    none = head.extra_losses(preds, [(gt, gt_inds, valid)],
+    none = head.extra_losses(preds, [(gt, gt_inds, valid, None)],
                              torch.zeros(n, dtype=torch.bool), zero, None)
     assert none['loss_pseudo_mask'].item() == 0.0
     assert none['loss_pseudo_affinity'].requires_grad
@@ -260,7 +260,7 @@ def test_warmup_factor_and_missing_pseudo_masks():
     gt = InstanceData(box_masks=torch.ones(1, 4, 4, dtype=torch.bool))
     with pytest.raises(KeyError, match='pseudo_masks'):
         head.extra_losses(
-            torch.zeros(1, 4, 4), [(gt, torch.tensor([0]), None)],
+            torch.zeros(1, 4, 4), [(gt, torch.tensor([0]), None, None)],
             torch.zeros(1, dtype=torch.bool), torch.zeros(()), None)
     with pytest.raises(ValueError):
         pseudo_head(supervision='mask')

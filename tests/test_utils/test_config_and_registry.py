@@ -146,7 +146,7 @@ def test_unknown_config_key_names_the_key():
 def test_every_config_parses():
     import glob
     paths = glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
-    assert len(paths) >= 13
+    assert len(paths) >= 20
     for path in paths:
         if osp.basename(osp.dirname(path)) == '_base_':
             continue
@@ -166,3 +166,30 @@ def test_version_and_mim_folder():
     from mmboxseg.utils import config_root
     assert osp.isfile(
         osp.join(config_root(), 'boxinst', 'boxinst_r18_fpn_toy.py'))
+
+
+def test_model_index_lists_every_config():
+    """Every method config is in a metafile imported by model-index.yml,
+    and every metafile entry names an existing config and README."""
+    import glob
+
+    import yaml
+    with open(osp.join(REPO, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    listed = set()
+    for metafile in index['Import']:
+        with open(osp.join(REPO, metafile)) as f:
+            meta = yaml.safe_load(f)
+        for collection in meta['Collections']:
+            assert osp.isfile(osp.join(REPO, collection['README'])), metafile
+        for model in meta['Models']:
+            assert osp.isfile(osp.join(REPO, model['Config'])), model['Name']
+            assert model['Name'] == osp.splitext(
+                osp.basename(model['Config']))[0], model['Name']
+            listed.add(model['Config'])
+    configs = {
+        osp.relpath(p, REPO)
+        for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
+        if osp.basename(osp.dirname(p)) != '_base_'
+    }
+    assert configs - listed == set()

@@ -1,5 +1,6 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .color_jitter import ColorJitter
 from .gaussian_blur import GaussianBlur
+from .weak_copy_paste import WeakCopyPaste, masks_to_boxes
 
-__all__ = ['ColorJitter', 'GaussianBlur']
+__all__ = ['ColorJitter', 'GaussianBlur', 'WeakCopyPaste', 'masks_to_boxes']

@@ -1,5 +1,6 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .box_sup_mask_head import BoxSupMaskHead
 from .boxteacher_mask_head import BoxTeacherMaskHead
+from .sim_mask_head import SIMMaskHead
 
-__all__ = ['BoxSupMaskHead', 'BoxTeacherMaskHead']
+__all__ = ['BoxSupMaskHead', 'BoxTeacherMaskHead', 'SIMMaskHead']

@@ -203,7 +203,7 @@ class BoxSupMaskHead(CondInstMaskHead):
                 continue
             gt_inds = pos_info.pos_assigned_gt_inds[keep]
             preds.append(pred[keep])
-            sampled.append((gt_instances, gt_inds, valid))
+            sampled.append((gt_instances, gt_inds, valid, pos_info[keep]))
             if self.supervision != 'box':
                 targets = self.strided_gt_masks(gt_instances, pred)[gt_inds]
                 mask_targets.append(targets)
@@ -277,7 +277,9 @@ class BoxSupMaskHead(CondInstMaskHead):
             preds (Tensor | None): ``[N, H, W]`` logits of the sampled
                 proposals of the whole batch (None when there are none).
             sampled (list[tuple]): Per image with proposals, in order:
-                ``(gt_instances, gt_inds [n_i], image_valid [H, W] | None)``.
+                ``(gt_instances, gt_inds [n_i], image_valid [H, W] | None,
+                positive_info [n_i])``, the last the bbox head's positive
+                infos of the sampled proposals.
             has_mask (Tensor | None): ``[N]`` bool, proposals supervised by
                 a real mask (mixed supervision).
             zero (Tensor): A zero connected to the graph.

@@ -90,7 +90,7 @@ class BoxTeacherMaskHead(BoxSupMaskHead):
         if preds is None:
             return zeros
         targets, scores, boxes, valids = [], [], [], []
-        for gt_instances, gt_inds, valid in sampled:
+        for gt_instances, gt_inds, valid, _ in sampled:
             if 'pseudo_masks' not in gt_instances or \
                     'pseudo_scores' not in gt_instances:
                 raise KeyError(

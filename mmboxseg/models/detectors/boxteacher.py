@@ -1,25 +1,21 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
-import copy
 from typing import Dict, List, Tuple, Union
 
 import torch
-from mmdet.models.detectors import BoxInst
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmdet.utils import OptConfigType
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmboxseg.models.utils import (assign_pseudo_masks, freeze_as_buffers,
-                                   mask_aware_score)
+from mmboxseg.models.utils import assign_pseudo_masks, mask_aware_score
 from mmboxseg.models.utils.pseudo_mask_assignment import SCORE_MODES
 from mmboxseg.registry import MODELS
-
-INFERENCE_MODELS = ('teacher', 'student')
+from .ema_teacher_boxinst import EMATeacherBoxInst
 
 
 @MODELS.register_module()
-class BoxTeacher(BoxInst):
+class BoxTeacher(EMATeacherBoxInst):
     """BoxTeacher (Cheng et al., CVPR 2023) over CondInst/BoxInst.
 
     The detector itself is the student; ``self.teacher`` is a BoxInst with
@@ -61,35 +57,11 @@ class BoxTeacher(BoxInst):
     """
 
     def __init__(self,
-                 backbone: ConfigType,
-                 neck: ConfigType,
-                 bbox_head: ConfigType,
-                 mask_head: ConfigType,
-                 train_cfg: OptConfigType = None,
-                 test_cfg: OptConfigType = None,
-                 data_preprocessor: OptConfigType = None,
-                 init_cfg: OptMultiConfig = None,
+                 *args,
                  pseudo_cfg: OptConfigType = None,
-                 inference_with: str = 'teacher') -> None:
-        teacher = BoxInst(
-            backbone=copy.deepcopy(backbone),
-            neck=copy.deepcopy(neck),
-            bbox_head=copy.deepcopy(bbox_head),
-            mask_head=copy.deepcopy(mask_head),
-            train_cfg=copy.deepcopy(train_cfg),
-            test_cfg=copy.deepcopy(test_cfg))
-        super().__init__(
-            backbone=backbone,
-            neck=neck,
-            bbox_head=bbox_head,
-            mask_head=mask_head,
-            train_cfg=train_cfg,
-            test_cfg=test_cfg,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
-        if inference_with not in INFERENCE_MODELS:
-            raise ValueError(f'inference_with must be one of '
-                             f'{INFERENCE_MODELS}, got {inference_with!r}')
+                 inference_with: str = 'teacher',
+                 **kwargs) -> None:
+        super().__init__(*args, inference_with=inference_with, **kwargs)
         pseudo = dict(
             iou_thr=0.5, score_thr=0.0, mask_thr=0.5, score_mode='paper')
         unknown = set(pseudo_cfg or {}) - set(pseudo)
@@ -105,15 +77,6 @@ class BoxTeacher(BoxInst):
                 raise ValueError(f'BoxTeacher: pseudo_cfg.{key} must be in '
                                  f'[0, 1], got {pseudo[key]}')
         self.pseudo_cfg = pseudo
-        self.inference_with = inference_with
-        self.teacher = freeze_as_buffers(teacher)
-        self.teacher.eval()
-        self.register_buffer('ema_updates', torch.zeros((), dtype=torch.long))
-
-    def train(self, mode: bool = True) -> 'BoxTeacher':
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     # -- training -----------------------------------------------------------
     @staticmethod
@@ -132,10 +95,7 @@ class BoxTeacher(BoxInst):
             self, batch_inputs: Union[Tensor, Dict[str, Tensor]],
             batch_data_samples: Union[SampleList, Dict[str,
                                                        SampleList]]) -> dict:
-        if int(self.ema_updates) == 0:
-            raise RuntimeError(
-                'BoxTeacher: the teacher was never set from the student; '
-                "add dict(type='EMATeacherHook') to custom_hooks")
+        self.check_teacher_initialised()
         t_inputs, t_samples, s_inputs, s_samples = self.split_views(
             batch_inputs, batch_data_samples)
         stats = self.add_pseudo_masks(t_inputs, t_samples, s_samples)
@@ -257,19 +217,3 @@ class BoxTeacher(BoxInst):
             box_masks[matched],
             mask_thr=cfg['mask_thr'],
             mode='paper')
-
-    # -- inference ----------------------------------------------------------
-    def predict(self,
-                batch_inputs: Tensor,
-                batch_data_samples: SampleList,
-                rescale: bool = True) -> SampleList:
-        """CondInst inference with the teacher (default) or the student."""
-        if self.inference_with == 'teacher':
-            return self.teacher.predict(batch_inputs, batch_data_samples,
-                                        rescale)
-        return super().predict(batch_inputs, batch_data_samples, rescale)
-
-    def _forward(self, batch_inputs: Tensor, batch_data_samples=None):
-        if self.inference_with == 'teacher':
-            return self.teacher._forward(batch_inputs, batch_data_samples)
-        return super()._forward(batch_inputs, batch_data_samples)

@@ -4,9 +4,10 @@ from .noise_reduced_affinity_loss import (NoiseReducedAffinityLoss,
                                           pseudo_mask_affinity)
 from .pairwise_affinity_loss import (PairwiseAffinityLoss,
                                      pairwise_neg_log_same_prob)
+from .weighted_bce_dice_loss import WeightedBCEDiceLoss
 
 __all__ = [
     'BoxProjectionLoss', 'PairwiseAffinityLoss', 'projection_dice',
     'pairwise_neg_log_same_prob', 'NoiseReducedAffinityLoss',
-    'pseudo_mask_affinity'
+    'pseudo_mask_affinity', 'WeightedBCEDiceLoss'
 ]

@@ -3,10 +3,20 @@ from .box_supervision import (color_similarity, downsample_uint8_images,
                               strided_box_masks, strided_image_masks)
 from .color_space import rgb_to_lab
 from .frozen_copy import freeze_as_buffers
+from .memory_bank import MemoryBank
 from .pseudo_mask_assignment import assign_pseudo_masks, mask_aware_score
+from .self_correction import (instance_probability, mask_scores,
+                              positive_mask_weights, sim_pseudo_labels)
+from .semantic_prototypes import (assign_to_prototypes,
+                                  momentum_update_prototypes,
+                                  prototype_centroids, semantic_probability,
+                                  sinkhorn_knopp)
 
 __all__ = [
     'rgb_to_lab', 'strided_box_masks', 'strided_image_masks',
     'color_similarity', 'downsample_uint8_images', 'freeze_as_buffers',
-    'assign_pseudo_masks', 'mask_aware_score'
+    'assign_pseudo_masks', 'mask_aware_score', 'MemoryBank',
+    'positive_mask_weights', 'instance_probability', 'sim_pseudo_labels',
+    'mask_scores', 'sinkhorn_knopp', 'assign_to_prototypes',
+    'prototype_centroids', 'momentum_update_prototypes', 'semantic_probability'
 ]

@@ -1,0 +1,100 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from typing import List, Optional
+
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+
+from mmboxseg.registry import HOOKS, TASK_UTILS
+
+DATA_BATCH = Optional[dict]
+
+
+@HOOKS.register_module()
+class MemoryBankHook(Hook):
+    """Builds a :class:`mmboxseg.models.utils.MemoryBank`, hands it to the
+    parts of the model that read or write it, and keeps it in checkpoints.
+
+    Receivers are the objects with a ``memory_bank`` attribute among the
+    detector (which pushes images with their pseudo masks, e.g. SIM), its
+    data preprocessor and the preprocessor's ``copy_paste`` transform
+    (which samples from it). A hook that finds no receiver raises: the
+    config would silently train without copy-paste.
+
+    The bank is written to ``checkpoint['memory_bank']`` and restored by
+    ``--resume`` (tensors, ints and lists only, so torch's
+    ``weights_only=True`` loader accepts it). Under distributed training
+    every rank keeps its own bank of its own images; checkpoints hold rank
+    0's, which every rank gets back on resume.
+
+    The bank size is logged as ``memory_bank_size`` with the training logs
+    and its memory at the end of training.
+
+    Args:
+        bank (dict): Config of the bank (``type='MemoryBank'``).
+        save_in_checkpoint (bool): Store the bank in checkpoints. Without
+            it a resumed run starts with an empty bank (as the public SIM
+            code does).
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 bank: dict = dict(type='MemoryBank', length=100),
+                 save_in_checkpoint: bool = True) -> None:
+        self.bank = TASK_UTILS.build(bank)
+        self.save_in_checkpoint = save_in_checkpoint
+
+    @staticmethod
+    def receivers(model) -> List[object]:
+        if is_model_wrapper(model):
+            model = model.module
+        preprocessor = getattr(model, 'data_preprocessor', None)
+        candidates = [
+            model, preprocessor,
+            getattr(preprocessor, 'copy_paste', None)
+        ]
+        return [
+            c for c in candidates
+            if c is not None and hasattr(c, 'memory_bank')
+        ]
+
+    def before_train(self, runner) -> None:
+        receivers = self.receivers(runner.model)
+        if not receivers:
+            raise ValueError(
+                'MemoryBankHook: neither the model, its data preprocessor '
+                'nor the preprocessor\'s copy_paste takes a memory bank '
+                '(no `memory_bank` attribute); remove the hook or use a '
+                'model that fills or reads the bank, e.g. type=\'SIM\'')
+        for receiver in receivers:
+            receiver.memory_bank = self.bank
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: DATA_BATCH = None,
+                         outputs: Optional[dict] = None) -> None:
+        runner.message_hub.update_scalar('train/memory_bank_size',
+                                         len(self.bank))
+
+    def after_train(self, runner) -> None:
+        print_log(
+            f'memory bank: {len(self.bank)}/{self.bank.length} entries, '
+            f'{self.bank.nbytes() / 2**20:.1f} MiB, '
+            f'{self.bank.num_pushed} pushed',
+            logger='current')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self.save_in_checkpoint:
+            checkpoint['memory_bank'] = self.bank.state_dict()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if 'memory_bank' in checkpoint:
+            self.bank.load_state_dict(checkpoint['memory_bank'])
+        elif self.save_in_checkpoint:
+            print_log(
+                'MemoryBankHook: the checkpoint has no memory_bank; '
+                'the bank starts empty',
+                logger='current',
+                level=30)

@@ -1,0 +1,117 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from typing import List
+
+import torch
+from mmdet.structures import SampleList
+from mmdet.structures.bbox import get_box_tensor
+from mmdet.utils import InstanceList
+from torch import Tensor
+
+from mmboxseg.registry import MODELS
+from .ema_teacher_boxinst import EMATeacherBoxInst
+
+
+def flatten_levels(maps: List[Tensor]) -> Tensor:
+    """Per-level ``[B, C, H_l, W_l]`` maps to ``[B, sum_l H_l W_l, C]``, in
+    the order of mmdet's ``pos_inds`` (``CondInstBboxHead``)."""
+    return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
+
+
+@MODELS.register_module()
+class SIM(EMATeacherBoxInst):
+    """SIM (Li et al., "Semantic-aware Instance Mask Generation for
+    Box-Supervised Instance Segmentation", CVPR 2023) over CondInst/BoxInst.
+
+    The detector is the segmentation network ``F_seg``; ``self.teacher`` is
+    its momentum encoder ``F'_seg`` (a frozen BoxInst copy, momentum 0.9999
+    through :class:`mmboxseg.engine.hooks.EMATeacherHook`). One training
+    step on the (possibly copy-pasted) batch:
+
+    1. the student computes FCOS losses and its positive proposals;
+    2. the momentum encoder runs on the same images (eval mode, no
+       gradient): its dynamic-conv parameters and boxes at the student's
+       positive locations and its mask features are attached to the
+       positive infos (:meth:`attach_momentum_outputs`);
+    3. :class:`SIMMaskHead` computes BoxInst's losses, the self-corrected
+       pseudo masks, updates the prototypes and adds the pseudo-mask and
+       paste losses;
+    4. images with pseudo masks are pushed, with their boxes, labels and
+       Eq. 11 scores, into the memory bank that
+       :class:`mmboxseg.engine.hooks.MemoryBankHook` bound to
+       :attr:`memory_bank` (if any), the source of the next batches'
+       copy-paste (:class:`WeakCopyPaste` in
+       :class:`CopyPasteBoxSupDataPreprocessor`).
+
+    Differences from the public code, on purpose: the momentum encoder's
+    FCOS head runs on the momentum encoder's own features (the code runs
+    the EMA proposal head on the student's features), and images are
+    pushed only once the pseudo losses are on, like the code.
+
+    Args:
+        inference_with (str): ``'student'`` (default: the paper evaluates
+            ``F_seg``) or ``'teacher'``.
+        Other args: as mmdet's ``BoxInst``.
+    """
+
+    def __init__(self, *args, inference_with: str = 'student', **kwargs):
+        super().__init__(*args, inference_with=inference_with, **kwargs)
+        # set by MemoryBankHook; None trains without a bank
+        self.memory_bank = None
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> dict:
+        self.check_teacher_initialised()
+        x = self.extract_feat(batch_inputs)
+        losses = self.bbox_head.loss(x, batch_data_samples)
+        positive_infos = self.bbox_head.get_positive_infos()
+        self.attach_momentum_outputs(batch_inputs, positive_infos)
+        mask_losses = self.mask_head.loss(
+            x, batch_data_samples, positive_infos=positive_infos)
+        losses.update(mask_losses)
+        if self.memory_bank is not None and self.mask_head.pseudo_active():
+            self.push_to_memory_bank(batch_data_samples)
+        return losses
+
+    @torch.no_grad()
+    def attach_momentum_outputs(self, inputs: Tensor,
+                                positive_infos: InstanceList) -> None:
+        """Add ``teacher_param_preds`` ``[n, P]`` and ``teacher_bboxes``
+        ``[n, 4]`` (decoded at the positive's point) to each image's
+        positive infos, and its ``[D, H/8, W/8]`` mask features as metainfo
+        ``teacher_mask_feats``."""
+        teacher = self.teacher
+        feats = teacher.extract_feat(inputs)
+        _, bbox_preds, _, param_preds = teacher.bbox_head(feats)
+        params = flatten_levels(param_preds)
+        # eval-mode FCOS distances are already scaled by the stride
+        dists = flatten_levels(bbox_preds)
+        mask_feats = teacher.mask_head.mask_feature_head(feats)
+        for i, info in enumerate(positive_infos):
+            pos = info.pos_inds
+            points = info.points
+            dist = dists[i][pos]
+            info.teacher_param_preds = params[i][pos]
+            info.teacher_bboxes = torch.cat(
+                [points - dist[:, :2], points + dist[:, 2:]], dim=1)
+            info.set_metainfo(dict(teacher_mask_feats=mask_feats[i]))
+
+    @torch.no_grad()
+    def push_to_memory_bank(self, data_samples: SampleList) -> None:
+        """Push each image that has pseudo masks (written by the head) with
+        its valid instances into the bank."""
+        for sample in data_samples:
+            gt = sample.gt_instances
+            if 'sim_valid' not in gt or not gt.sim_valid.any():
+                continue
+            if 'raw_image' not in sample:
+                raise KeyError(
+                    'SIM: data samples lack `raw_image`; use '
+                    "data_preprocessor=dict(type='CopyPasteBoxSupData"
+                    "Preprocessor', ...) with a memory bank")
+            keep = gt.sim_valid
+            self.memory_bank.push(
+                image=sample.raw_image,
+                bboxes=get_box_tensor(gt.bboxes)[keep],
+                labels=gt.labels[keep],
+                mask_probs=gt.sim_prob[keep],
+                scores=gt.sim_scores[keep])

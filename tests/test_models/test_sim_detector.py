@@ -1,0 +1,199 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+"""SIM detector wiring: the momentum encoder's outputs line up with the
+student's positives, Eqs. 8-9 use the right proposals and targets, the
+preprocessor applies occlusion, the hook binds and refuses."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.structures import InstanceData
+
+from mmboxseg.engine.hooks import EMATeacherHook, MemoryBankHook
+from mmboxseg.models.utils import MemoryBank
+from mmboxseg.registry import DATASETS, MODELS
+from mmboxseg.utils import register_all_modules
+from ..conftest import REPO, toy_config
+
+register_all_modules()
+
+CFG = osp.join(REPO, 'configs/sim/sim_r18_fpn_toy.py')
+
+
+def build(tiny_toy, tmp_path, **extra):
+    cfg = toy_config(tiny_toy, str(tmp_path), CFG, **extra)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    EMATeacherHook().update(model, 0.0, 'copy')
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    return model, pseudo_collate([dataset[i] for i in range(3)])
+
+
+def test_momentum_outputs_align_with_the_student(tiny_toy, tmp_path):
+    model, data = build(tiny_toy, tmp_path,
+                        **{'model.data_preprocessor.copy_paste': None})
+    model.eval()  # teacher == student, same BN statistics
+    data = model.data_preprocessor(data, training=True)
+    inputs, samples = data['inputs'], data['data_samples']
+    with torch.no_grad():
+        x = model.extract_feat(inputs)
+        model.bbox_head.loss(x, samples)
+        infos = model.bbox_head.get_positive_infos()
+        model.attach_momentum_outputs(inputs, infos)
+        _, bbox_preds, _, _ = model.bbox_head(x)
+        preds = model.mask_head(x, infos)[0]
+    dists = torch.cat([
+        b.permute(0, 2, 3, 1).reshape(len(samples), -1, 4) for b in bbox_preds
+    ], 1)
+    assert sum(len(i) for i in infos) > 0
+    for i, info in enumerate(infos):
+        torch.testing.assert_close(info.teacher_param_preds, info.param_preds)
+        d = dists[i][info.pos_inds]
+        p = info.points
+        want = torch.stack([
+            p[:, 0] - d[:, 0], p[:, 1] - d[:, 1], p[:, 0] + d[:, 2],
+            p[:, 1] + d[:, 3]
+        ], 1)
+        torch.testing.assert_close(info.teacher_bboxes, want)
+        teacher = model.mask_head.forward_single(
+            info.metainfo['teacher_mask_feats'],
+            InstanceData(
+                param_preds=info.teacher_param_preds,
+                points=info.points,
+                strides=info.strides))[0]
+        torch.testing.assert_close(teacher, preds[i])
+
+
+def test_pseudo_and_paste_losses_use_the_right_targets(tiny_toy, tmp_path):
+    model, data = build(
+        tiny_toy, tmp_path, **{
+            'model.data_preprocessor.copy_paste': None,
+            'model.mask_head.pseudo_start_iters': 0,
+            'model.mask_head.tau_high': 0.3,
+            'model.mask_head.tau_low': 0.1,
+        })
+    model.train()
+    data = model.data_preprocessor(data, training=True)
+    # mark ground truth 0 of image 0 as pasted, with a hand-made mask
+    gt = data['data_samples'][0].gt_instances
+    gt.pasted[0] = True
+    gt.paste_masks[0, 2:6, 3:9] = True
+    head = model.mask_head
+    seen = {}
+    labels_fn, extra_fn = head.image_pseudo_labels, head.extra_losses
+
+    def labels_spy(*args):
+        out = labels_fn(*args)
+        seen.setdefault('labels', []).append(out)
+        return out
+
+    def extra_spy(preds, sampled, *args):
+        seen['preds'], seen['sampled'] = preds.detach(), sampled
+        return extra_fn(preds, sampled, *args)
+
+    head.image_pseudo_labels, head.extra_losses = labels_spy, extra_spy
+    losses = model(**data, mode='loss')
+    preds, sampled = seen['preds'], seen['sampled']
+    targets, weights, pasted, ptargets, valids = [], [], [], [], []
+    for (g, inds, valid, _), (_, pseudo, weight, _,
+                              _) in zip(sampled, seen['labels']):
+        targets.append(pseudo[inds])
+        weights.append(weight[inds])
+        pasted.append(g.pasted[inds])
+        ptargets.append(g.paste_masks[inds])
+        valids.append(valid[None].expand(len(inds), -1, -1))
+    targets, weights = torch.cat(targets), torch.cat(weights)
+    pasted, ptargets = torch.cat(pasted), torch.cat(ptargets)
+    keep = weights.flatten(1).any(1)
+    assert keep.any() and pasted.any() and not pasted.all()
+    want = head.loss_pseudo(preds[keep], targets[keep], weights[keep]).mean()
+    torch.testing.assert_close(losses['loss_pseudo'], want)
+    want = head.loss_paste(preds[pasted], ptargets[pasted],
+                           torch.cat(valids)[pasted]).mean()
+    torch.testing.assert_close(losses['loss_paste'], want)
+    # lambda_1 = 0.5, lambda_2 = 1
+    assert head.loss_pseudo.loss_weight == 0.5
+    assert head.loss_paste.loss_weight == 1.0
+    # bank inputs written for the detector
+    assert gt.sim_prob.shape == gt.box_masks.shape
+    assert ((gt.sim_prob > 0) <= gt.box_masks).all()
+
+
+def test_preprocessor_pastes_and_cuts_box_masks(tiny_toy, tmp_path):
+    model, data = build(
+        tiny_toy, tmp_path, **{
+            'model.data_preprocessor.copy_paste.prob': 1.0,
+            'model.data_preprocessor.copy_paste.mask_thr': 0.0,
+        })
+    pre = model.data_preprocessor
+    raw = [x.clone() for x in data['inputs']]
+    h, w = raw[0].shape[-2:]
+    assert all(x.shape[-2:] == (h, w) for x in raw)
+    # the pasted object is the whole left half of the image
+    bank = MemoryBank(length=1)
+    img = torch.full((3, h, w), 7, dtype=torch.uint8)
+    bank.push(img, torch.tensor([[0., 0., w // 2 - 1, h - 1]]),
+              torch.tensor([2]), torch.ones(1, h // 4, w // 4),
+              torch.tensor([1.0]))
+    pre.copy_paste.memory_bank = bank
+    out = pre(data, training=True)
+    half = w // 8  # columns of the stride-4 grid
+    for sample, before in zip(out['data_samples'], raw):
+        gt = sample.gt_instances
+        assert gt.pasted[-1] and gt.labels[-1] == 2
+        # no other box mask keeps a pixel of the pasted half
+        assert not gt.box_masks[:-1][:, :, :half].any()
+        assert gt.paste_masks[-1][:h // 4, :half].all()
+        assert not gt.paste_masks[-1][:, half:].any()
+        assert not gt.paste_masks[:-1].any()
+        assert (sample.raw_image[:, :, :w // 2] == 7).all()
+        assert torch.equal(sample.raw_image[:, :, w // 2:], before[:, :,
+                                                                   w // 2:])
+        assert sample.color_similarity.shape[-2:] == gt.box_masks.shape[-2:]
+
+
+def test_preprocessor_refuses_copy_paste_with_masks(tiny_toy, tmp_path):
+    model, data = build(tiny_toy, tmp_path)
+    pre = model.data_preprocessor
+    pre.copy_paste.memory_bank = MemoryBank(length=1)
+    from mmdet.structures.mask import BitmapMasks
+    gt = data['data_samples'][0].gt_instances
+    h, w = data['inputs'][0].shape[-2:]
+    gt.masks = BitmapMasks(
+        torch.zeros(len(gt), h, w, dtype=torch.uint8).numpy(), h, w)
+    with pytest.raises(ValueError, match='box-only'):
+        pre(data, training=True)
+
+
+def test_memory_bank_hook_binds_saves_and_refuses(tiny_toy, tmp_path):
+    model, _ = build(tiny_toy, tmp_path)
+
+    class Runner:
+        pass
+
+    runner = Runner()
+    runner.model = model
+    hook = MemoryBankHook(bank=dict(type='MemoryBank', length=3))
+    hook.before_train(runner)
+    assert model.memory_bank is hook.bank
+    assert model.data_preprocessor.copy_paste.memory_bank is hook.bank
+    hook.bank.push(
+        torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(1, 4),
+        torch.zeros(1), torch.zeros(1, 2, 2), torch.ones(1))
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    other = MemoryBankHook(bank=dict(type='MemoryBank', length=3))
+    other.after_load_checkpoint(runner, ckpt)
+    assert len(other.bank) == 1 and other.bank.num_pushed == 1
+    runner.model = torch.nn.Linear(1, 1)
+    with pytest.raises(ValueError, match='takes a memory bank'):
+        hook.before_train(runner)
+
+
+def test_sim_needs_the_ema_hook(tiny_toy, tmp_path):
+    cfg = toy_config(tiny_toy, str(tmp_path), CFG)
+    model = MODELS.build(cfg.model)
+    with pytest.raises(RuntimeError, match='EMATeacherHook'):
+        model.loss(torch.zeros(1, 3, 64, 64), [])
+    with pytest.raises(ValueError, match='tau_low'):
+        MODELS.build(dict(cfg.model.mask_head, tau_low=0.9, tau_high=0.5))
