@@ -197,3 +197,86 @@ def test_sim_needs_the_ema_hook(tiny_toy, tmp_path):
         model.loss(torch.zeros(1, 3, 64, 64), [])
     with pytest.raises(ValueError, match='tau_low'):
         MODELS.build(dict(cfg.model.mask_head, tau_low=0.9, tau_high=0.5))
+
+
+def test_preprocessor_drops_instances_hidden_at_the_mask_stride(
+        tiny_toy, tmp_path):
+    from mmdet.structures.bbox import HorizontalBoxes
+    model, data = build(
+        tiny_toy, tmp_path, **{
+            'model.data_preprocessor.copy_paste.prob': 1.0,
+            'model.data_preprocessor.copy_paste.mask_thr': 0.0,
+        })
+    pre = model.data_preprocessor
+    h, w = data['inputs'][0].shape[-2:]
+    for sample in data['data_samples']:
+        sample.gt_instances = InstanceData(
+            bboxes=HorizontalBoxes(torch.tensor([[0., 0., 40., 40.]])),
+            labels=torch.tensor([1]))
+    # the paste covers columns 0..38 of every row: the box keeps columns 39
+    # and 40 at full resolution, none of the stride-4 samples (2, 6, .. 38,
+    # 42), so its mask targets would be empty
+    bank = MemoryBank(length=1)
+    bank.push(
+        torch.zeros(3, h, w, dtype=torch.uint8),
+        torch.tensor([[0., 0., 38., h - 1.]]), torch.tensor([3]),
+        torch.ones(1, h // 4, w // 4), torch.tensor([1.0]))
+    pre.copy_paste.memory_bank = bank
+    out = pre(data, training=True)
+    for sample in out['data_samples']:
+        gt = sample.gt_instances
+        assert gt.labels.tolist() == [3] and gt.pasted.tolist() == [True]
+        assert len(gt.box_masks) == len(gt.paste_masks) == 1
+
+
+def test_hook_restores_only_on_resume_and_checks_bank_size(tiny_toy, tmp_path):
+    model, _ = build(tiny_toy, tmp_path)
+
+    class Runner:
+        pass
+
+    runner = Runner()
+    runner.model = model
+    hook = MemoryBankHook(bank=dict(type='MemoryBank', length=2))
+    push_one = (torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(1, 4),
+                torch.zeros(1), torch.zeros(1, 2, 2), torch.ones(1))
+    hook.bank.push(*push_one)
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    fresh = MemoryBankHook(bank=dict(type='MemoryBank', length=2))
+    runner._resume = False  # load_from: fine-tuning starts empty
+    fresh.after_load_checkpoint(runner, ckpt)
+    assert len(fresh.bank) == 0
+    runner._resume = True
+    fresh.after_load_checkpoint(runner, ckpt)
+    assert len(fresh.bank) == 1
+    model.data_preprocessor.copy_paste.min_bank_size = 3
+    with pytest.raises(ValueError, match='never run'):
+        fresh.before_train(runner)
+
+
+def test_sim_config_errors(tiny_toy, tmp_path):
+    cfg = toy_config(tiny_toy, str(tmp_path), CFG)
+    with pytest.raises(ValueError, match='num_classes'):
+        MODELS.build(
+            dict(
+                cfg.model, mask_head=dict(cfg.model.mask_head,
+                                          num_classes=80)))
+    for bad in (dict(semantic_tau=0.0), dict(sinkhorn_epsilon=-1.0),
+                dict(prototype_momentum=1.0)):
+        with pytest.raises(ValueError):
+            MODELS.build(dict(cfg.model.mask_head, **bad))
+    with pytest.raises(ValueError, match='stride 4'):
+        MODELS.build(dict(cfg.model.data_preprocessor, mask_stride=8))
+    # a bound bank needs the raw images that only the copy-paste
+    # preprocessor keeps
+    pre = dict(cfg.model.data_preprocessor, type='BoxSupDataPreprocessor')
+    pre.pop('copy_paste')
+    model = MODELS.build(dict(cfg.model, data_preprocessor=pre))
+    EMATeacherHook().update(model, 0.0, 'copy')
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    data = pseudo_collate([dataset[i] for i in range(2)])
+    model.memory_bank = MemoryBank(length=1)
+    data = model.data_preprocessor(data, training=True)
+    with pytest.raises(KeyError, match='raw_image'):
+        model(**data, mode='loss')

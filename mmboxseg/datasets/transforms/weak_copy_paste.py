@@ -49,6 +49,13 @@ class WeakCopyPaste(BaseTransform):
     5. pasted instances are marked in ``gt_pasted``; their visible pseudo
        masks are the targets of SIM's paste loss (Eq. 9).
 
+    Where two pasted instances overlap (they come from one source image,
+    at their source positions), the pixels go to the one drawn last,
+    whichever was in front in the source. The bank's masks are at stride 4
+    (:class:`CopyPasteBoxSupDataPreprocessor` checks its ``mask_stride``).
+    The occlusion geometry is computed at full resolution on the CPU: at
+    COCO scale that is ``[G, h, w]`` booleans per pasted image.
+
     Numbers follow the public code (``copypaste.py``): ``prob`` 0.5 (there
     per batch, here per image), ``select_ratio`` 0.5 (the paper: a
     quarter), 1 to 3 instances, weights ``score ** 3``, ``mask_thr`` 0.7.
@@ -68,8 +75,8 @@ class WeakCopyPaste(BaseTransform):
     ``gt_bboxes`` ``[G, 4]`` tensor, ``gt_bboxes_labels`` ``[G]``. Output
     adds ``gt_pasted`` ``[G']`` bool and, when something was pasted,
     ``gt_visible_masks`` ``[G', h, w]`` bool (the visible part of each box
-    or pasted mask); ``img``, ``gt_bboxes`` and ``gt_bboxes_labels`` are
-    replaced.
+    or pasted mask) and ``gt_occluded`` ``[G']`` bool (lost pixels to a
+    paste); ``img``, ``gt_bboxes`` and ``gt_bboxes_labels`` are replaced.
 
     Args:
         prob (float): Probability to paste onto an image.
@@ -78,7 +85,8 @@ class WeakCopyPaste(BaseTransform):
         max_select (int): At most this many.
         score_power (float): Importance-sampling exponent.
         mask_thr (float): Threshold of the up-sampled pseudo-mask
-            probability (the code's 0.7, equal to SIM's ``tau_high``).
+            probability (the code's 0.7, the default ``tau_high`` of
+            :class:`SIMMaskHead`; the two are separate settings).
         min_bank_size (int, optional): Paste only once the bank holds this
             many entries; None waits until it is full (the code).
         min_visible_area (int): Instances with fewer visible pixels are
@@ -219,6 +227,8 @@ class WeakCopyPaste(BaseTransform):
             [labels, source['labels'][picks].to(labels)])[keep]
         results['gt_pasted'] = pasted[keep]
         results['gt_visible_masks'] = visible[keep]
+        pasted_hidden = (paste_masks & occluded_by_later).flatten(1).any(1)
+        results['gt_occluded'] = torch.cat([~own_whole, pasted_hidden])[keep]
         return results
 
     def __repr__(self) -> str:

@@ -1,6 +1,7 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from typing import List, Optional
 
+from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -22,10 +23,12 @@ class MemoryBankHook(Hook):
     config would silently train without copy-paste.
 
     The bank is written to ``checkpoint['memory_bank']`` and restored by
-    ``--resume`` (tensors, ints and lists only, so torch's
-    ``weights_only=True`` loader accepts it). Under distributed training
-    every rank keeps its own bank of its own images; checkpoints hold rank
-    0's, which every rank gets back on resume.
+    ``--resume`` only (``load_from`` alone, e.g. fine-tuning on other
+    classes, starts empty). It holds tensors, ints and lists only, so
+    torch's ``weights_only=True`` loader accepts it. Under distributed
+    training every rank keeps its own bank of its own images and draws
+    with its own seed (``seed + rank``); checkpoints hold rank 0's bank,
+    which every rank gets back on resume (ranks > 0 are re-seeded).
 
     The bank size is logged as ``memory_bank_size`` with the training logs
     and its memory at the end of training.
@@ -43,6 +46,8 @@ class MemoryBankHook(Hook):
                  bank: dict = dict(type='MemoryBank', length=100),
                  save_in_checkpoint: bool = True) -> None:
         self.bank = TASK_UTILS.build(bank)
+        # ranks draw different pastes
+        self.bank.generator.manual_seed(self.bank.seed + get_rank())
         self.save_in_checkpoint = save_in_checkpoint
 
     @staticmethod
@@ -69,6 +74,12 @@ class MemoryBankHook(Hook):
                 'model that fills or reads the bank, e.g. type=\'SIM\'')
         for receiver in receivers:
             receiver.memory_bank = self.bank
+            need = getattr(receiver, 'min_bank_size', None)
+            if need is not None and need > self.bank.length:
+                raise ValueError(
+                    f'MemoryBankHook: {type(receiver).__name__} waits for '
+                    f'{need} entries but the bank holds {self.bank.length}; '
+                    'copy-paste would never run')
 
     def after_train_iter(self,
                          runner,
@@ -90,8 +101,15 @@ class MemoryBankHook(Hook):
             checkpoint['memory_bank'] = self.bank.state_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # `load_from` without --resume (fine-tuning, possibly on other
+        # classes) starts with an empty bank
+        if not getattr(runner, '_resume', True):
+            return
         if 'memory_bank' in checkpoint:
             self.bank.load_state_dict(checkpoint['memory_bank'])
+            if get_rank() > 0:
+                self.bank.generator.manual_seed(self.bank.seed + get_rank() +
+                                                self.bank.num_pushed)
         elif self.save_in_checkpoint:
             print_log(
                 'MemoryBankHook: the checkpoint has no memory_bank; '

@@ -23,7 +23,8 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
     2. BoxInst's colour similarity and box masks are computed from the
        pasted image and new boxes as usual; the box masks then lose the
        pixels hidden by pastes;
-    3. every sample gets ``gt_instances.pasted`` ``[G]`` bool and
+    3. instances left without a stride-4 pixel are dropped;
+    4. every sample gets ``gt_instances.pasted`` ``[G]`` bool and
        ``gt_instances.paste_masks`` ``[G, H/4, W/4]`` bool (the visible
        pseudo mask of a pasted instance, empty for the others, sampled like
        the box masks), and ``raw_image`` (the un-normalised, un-padded
@@ -42,6 +43,11 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
 
     def __init__(self, *args, copy_paste: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if copy_paste is not None and self.mask_stride != 4:
+            raise ValueError(
+                'CopyPasteBoxSupDataPreprocessor: the memory bank stores '
+                f'pseudo masks at stride 4, but mask_stride={self.mask_stride}'
+            )
         self.copy_paste = TRANSFORMS.build(copy_paste) \
             if copy_paste is not None else None
 
@@ -90,12 +96,18 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
         new_gt = InstanceData(
             bboxes=new_boxes,
             labels=results['gt_bboxes_labels'],
-            pasted=results['gt_pasted'])
+            pasted=results['gt_pasted'],
+            occluded=results['gt_occluded'])
         sample.gt_instances = new_gt
         return results['img'], vis
 
     def apply_occlusion(self, sample, visible: Optional[Tensor]) -> None:
-        """Cut hidden pixels from the box masks; attach paste masks."""
+        """Cut hidden pixels from the box masks; attach paste masks.
+
+        Pasted or occluded instances that keep full-resolution pixels but
+        none of the stride-4 samples are dropped: their mask targets would
+        be empty. (Small un-occluded boxes between the samples are kept, as
+        BoxInst keeps them.)"""
         gt = sample.gt_instances
         box_masks = gt.box_masks
         if visible is None:
@@ -107,5 +119,10 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
         strided = torch.zeros_like(box_masks)
         h, w = sampled.shape[-2:]
         strided[:, :h, :w] = sampled
-        gt.box_masks = box_masks & strided
+        cut = box_masks & strided
+        touched = (gt.pasted | gt.occluded).to(cut.device)
+        lost = touched & ~cut.flatten(1).any(dim=1)
+        gt.box_masks = cut
         gt.paste_masks = strided & gt.pasted.to(strided.device)[:, None, None]
+        if lost.any():
+            sample.gt_instances = gt[~lost]

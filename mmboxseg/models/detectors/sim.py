@@ -55,12 +55,25 @@ class SIM(EMATeacherBoxInst):
 
     def __init__(self, *args, inference_with: str = 'student', **kwargs):
         super().__init__(*args, inference_with=inference_with, **kwargs)
+        heads = (self.bbox_head.num_classes,
+                 getattr(self.mask_head, 'num_classes', None))
+        if heads[0] != heads[1]:
+            raise ValueError(
+                f'SIM: bbox_head.num_classes={heads[0]} but '
+                f'mask_head.num_classes={heads[1]} (the prototypes are per '
+                'class); set both to the data set\'s number of classes')
         # set by MemoryBankHook; None trains without a bank
         self.memory_bank = None
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> dict:
         self.check_teacher_initialised()
+        if self.memory_bank is not None and batch_data_samples and \
+                'raw_image' not in batch_data_samples[0]:
+            raise KeyError(
+                'SIM: a memory bank is bound but the data samples lack '
+                "`raw_image`; use data_preprocessor=dict(type='CopyPaste"
+                "BoxSupDataPreprocessor', ...)")
         x = self.extract_feat(batch_inputs)
         losses = self.bbox_head.loss(x, batch_data_samples)
         positive_infos = self.bbox_head.get_positive_infos()
@@ -103,11 +116,6 @@ class SIM(EMATeacherBoxInst):
             gt = sample.gt_instances
             if 'sim_valid' not in gt or not gt.sim_valid.any():
                 continue
-            if 'raw_image' not in sample:
-                raise KeyError(
-                    'SIM: data samples lack `raw_image`; use '
-                    "data_preprocessor=dict(type='CopyPasteBoxSupData"
-                    "Preprocessor', ...) with a memory bank")
             keep = gt.sim_valid
             self.memory_bank.push(
                 image=sample.raw_image,

@@ -40,9 +40,12 @@ class MemoryBank:
     :class:`mmboxseg.engine.hooks.MemoryBankHook`, so it also adds that
     much to every checkpoint.
 
-    It owns the RNG that copy-paste samples with (seeded by ``seed``, state
-    saved and restored with the bank), so an interrupted and resumed run
-    pastes exactly what an uninterrupted one would.
+    It owns the RNG that copy-paste samples with (seeded by ``seed`` plus
+    the rank, state saved and restored with the bank), so in a single
+    process an interrupted and resumed run pastes exactly what an
+    uninterrupted one would. Under distributed training checkpoints hold
+    rank 0's bank and generator, which every rank gets back on resume; the
+    hook then re-seeds the other ranks' generators.
 
     Args:
         length (int): Number of entries (the paper: 100; the code: 50).
@@ -60,6 +63,7 @@ class MemoryBank:
         self.length = length
         self.max_instances = max_instances
         self.entries: deque = deque(maxlen=length)
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.num_pushed = 0
 
@@ -153,9 +157,12 @@ class MemoryBank:
                 raise KeyError(f'MemoryBank.load_state_dict: entry {i} has '
                                f'keys {sorted(entry)}, expected '
                                f'{sorted(ENTRY_KEYS)}')
+        # resume loads checkpoints onto the training device; the bank and
+        # its generator live on the CPU
+        entries = [{k: v.cpu() for k, v in entry.items()} for entry in entries]
         # a shorter bank keeps the newest entries, as pushing them would
         self.entries = deque(entries[-self.length:], maxlen=self.length)
-        self.generator.set_state(state['rng_state'])
+        self.generator.set_state(state['rng_state'].cpu())
         self.num_pushed = int(state['num_pushed'])
 
     def __repr__(self) -> str:
