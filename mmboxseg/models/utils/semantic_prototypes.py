@@ -116,12 +116,13 @@ def momentum_update_prototypes(prototypes: Tensor, centroids: Tensor,
 
 def semantic_probability(features: Tensor,
                          prototypes: Tensor,
-                         tau: float = 1.0) -> Tensor:
+                         tau: float = 0.1) -> Tensor:
     """Semantic probability map, Eq. 1:
     ``M_S,i = sigmoid(max_l <z_i, p_l> / tau)``.
 
-    The public code applies no temperature (``tau = 1``, our default); the
-    paper's Sec. 4.1 says 0.1, its Table 8 has 1.0 as the default row.
+    ``tau = 0.1`` is the paper's Sec. 4.1 value (our default); the public
+    code applies no temperature (``tau = 1``), and the paper's Table 8 has
+    1.0 as its default row.
 
     Args:
         features (Tensor): ``[D, H, W]`` L2-normalised (over ``D``) features.
