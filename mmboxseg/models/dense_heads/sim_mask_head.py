@@ -328,7 +328,8 @@ class SIMMaskHead(BoxSupMaskHead):
             self.sync_prototypes()
             return losses
         active = self.pseudo_active()
-        targets, weights, paste_targets, paste_flags = [], [], [], []
+        targets, weights, paste_targets, paste_flags, valids = \
+            [], [], [], [], []
         pseudo_area = preds.new_zeros(())
         box_area = preds.new_zeros(())
         for gt, gt_inds, valid, info in sampled:
@@ -348,6 +349,7 @@ class SIMMaskHead(BoxSupMaskHead):
             if pasted is None:
                 pasted = torch.zeros_like(has)
             paste_flags.append(pasted[gt_inds])
+            valids.append(valid[None].expand(len(gt_inds), -1, -1))
             paste_masks = gt.get('paste_masks')
             paste_targets.append(
                 paste_masks[gt_inds] if paste_masks is not None else torch.
@@ -368,11 +370,7 @@ class SIMMaskHead(BoxSupMaskHead):
         paste_flags = torch.cat(paste_flags)
         if paste_flags.any():
             paste_targets = torch.cat(paste_targets)[paste_flags]
-            images = torch.cat([
-                (torch.ones_like(gt.box_masks[0]) if valid is None else
-                 valid)[None].expand(len(gt_inds), -1, -1)
-                for gt, gt_inds, valid, _ in sampled
-            ])[paste_flags]
+            images = torch.cat(valids)[paste_flags]
             losses['loss_paste'] = self.loss_paste(preds[paste_flags],
                                                    paste_targets,
                                                    images).mean()
