@@ -228,3 +228,12 @@ def test_bank_state_round_trip_with_weights_only():
         [int(other.sample()['image'][0, 0, 0]) for _ in range(6)]
     with pytest.raises(KeyError, match='rng_state'):
         other.load_state_dict(dict(entries=[]))
+
+
+def test_masks_to_boxes_matches_mmdet_mask2bbox():
+    from mmdet.structures.mask import mask2bbox
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.rand(6, 20, 30, generator=gen) > 0.97
+    masks[0] = False  # an empty mask gives zeros in both
+    masks[1, 3:5, 7:12] = True
+    torch.testing.assert_close(masks_to_boxes(masks), mask2bbox(masks))

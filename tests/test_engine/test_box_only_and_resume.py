@@ -132,6 +132,21 @@ def run(cmd, cwd=REPO, timeout=600, env=None):
     return out.stdout + out.stderr
 
 
+def mim_train_and_test(config, data_root, work_dir):
+    """`mim train` a toy config for 2 iterations, then `mim test` its
+    checkpoint; returns the training output for config-specific checks."""
+    # an untrained model scores below the default 0.05 threshold
+    opts = toy_cfg_options(
+        data_root, work_dir, max_iters=2, **{'model.test_cfg.score_thr': 0.0})
+    out = run([*MIM, 'train', 'mmboxseg', config] + as_cli(opts))
+    assert 'Iter(train) [2/2]' in out
+    ckpt = osp.join(work_dir, 'iter_2.pth')
+    test_out = run([*MIM, 'test', 'mmboxseg', config, '--checkpoint', ckpt] +
+                   as_cli(opts))
+    assert 'coco/segm_mAP' in test_out and 'coco/bbox_mAP' in test_out
+    return out
+
+
 def test_mim_train_and_test(tiny_toy, tmp_path):
     work_dir = str(tmp_path / 'mim')
     # an untrained model scores below the default 0.05 threshold

@@ -13,7 +13,7 @@ from mmboxseg.utils import register_all_modules
 from ..conftest import REPO, as_cli, toy_cfg_options
 from ..conftest import toy_config as shared_toy_config
 from ..conftest import train
-from .test_box_only_and_resume import _pickle_globals, run
+from .test_box_only_and_resume import _pickle_globals, mim_train_and_test, run
 
 register_all_modules()
 
@@ -98,16 +98,8 @@ def test_resume_restores_the_teacher_and_the_next_losses(tiny_toy, tmp_path):
 
 
 def test_mim_train_and_test_boxteacher(tiny_toy, tmp_path):
-    work_dir = str(tmp_path / 'mim')
-    opts = toy_cfg_options(
-        tiny_toy, work_dir, max_iters=2, **{'model.test_cfg.score_thr': 0.0})
-    out = run([*MIM, 'train', 'mmboxseg', CFG] + as_cli(opts))
-    assert 'Iter(train) [2/2]' in out
+    out = mim_train_and_test(CFG, tiny_toy, str(tmp_path / 'mim'))
     assert 'EMATeacherHook: teacher initialised from the student' in out
-    ckpt = osp.join(work_dir, 'iter_2.pth')
-    out = run([*MIM, 'test', 'mmboxseg', CFG, '--checkpoint', ckpt] +
-              as_cli(opts))
-    assert 'coco/segm_mAP' in out and 'coco/bbox_mAP' in out
 
 
 def test_two_process_teachers_stay_identical(tiny_toy, tmp_path):

@@ -28,12 +28,12 @@ def measure(size, instances, length=100, max_instances=100):
     gen = torch.Generator().manual_seed(0)
     for _ in range(length + 1):  # one more than fits: FIFO keeps `length`
         bank.push(
-            torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
-                          generator=gen),
+            torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen),
             torch.tensor([[0.0, 0.0, w / 2, h / 2]] * instances),
             torch.zeros(instances, dtype=torch.long),
-            torch.rand(instances, math.ceil(h / 4), math.ceil(w / 4),
-                       generator=gen), torch.rand(instances, generator=gen))
+            torch.rand(
+                instances, math.ceil(h / 4), math.ceil(w / 4), generator=gen),
+            torch.rand(instances, generator=gen))
     return dict(
         size=f'{h}x{w}',
         length=len(bank),
@@ -54,8 +54,7 @@ def main():
     h, w = (int(v) for v in args.size.lower().split('x'))
     print(
         json.dumps(
-            measure((h, w), args.instances, args.length,
-                    args.max_instances)))
+            measure((h, w), args.instances, args.length, args.max_instances)))
 
 
 if __name__ == '__main__':
