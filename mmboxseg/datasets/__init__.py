@@ -1,6 +1,10 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .box_coco_dataset import (AnnotationFileError, BoxCocoDataset,
                                validate_coco_file)
+from .pf_pascal_pair_dataset import PFPascalPairDataset
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['BoxCocoDataset', 'AnnotationFileError', 'validate_coco_file']
+__all__ = [
+    'BoxCocoDataset', 'AnnotationFileError', 'validate_coco_file',
+    'PFPascalPairDataset'
+]

@@ -132,12 +132,18 @@ def run(cmd, cwd=REPO, timeout=600, env=None):
     return out.stdout + out.stderr
 
 
-def mim_train_and_test(config, data_root, work_dir):
+def mim_train_and_test(config, data_root, work_dir, **extra):
     """`mim train` a toy config for 2 iterations, then `mim test` its
     checkpoint; returns the training output for config-specific checks."""
     # an untrained model scores below the default 0.05 threshold
     opts = toy_cfg_options(
-        data_root, work_dir, max_iters=2, **{'model.test_cfg.score_thr': 0.0})
+        data_root,
+        work_dir,
+        max_iters=2,
+        **{
+            'model.test_cfg.score_thr': 0.0,
+            **extra
+        })
     out = run([*MIM, 'train', 'mmboxseg', config] + as_cli(opts))
     assert 'Iter(train) [2/2]' in out
     ckpt = osp.join(work_dir, 'iter_2.pth')

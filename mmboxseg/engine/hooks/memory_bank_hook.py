@@ -13,14 +13,19 @@ DATA_BATCH = Optional[dict]
 
 @HOOKS.register_module()
 class MemoryBankHook(Hook):
-    """Builds a :class:`mmboxseg.models.utils.MemoryBank`, hands it to the
-    parts of the model that read or write it, and keeps it in checkpoints.
+    """Builds a memory bank, hands it to the parts of the model that read
+    or write it, and keeps it in checkpoints: SIM's image bank
+    (:class:`mmboxseg.models.utils.MemoryBank`) or DiscoBox's per-class
+    object bank (:class:`mmboxseg.models.utils.ObjectMemoryBank`); any
+    ``TASK_UTILS`` class with ``length``, ``seed``, ``generator``,
+    ``num_pushed``, ``nbytes()``, ``state_dict()`` and
+    ``load_state_dict()`` works.
 
     Receivers are the objects with a ``memory_bank`` attribute among the
-    detector (which pushes images with their pseudo masks, e.g. SIM), its
-    data preprocessor and the preprocessor's ``copy_paste`` transform
-    (which samples from it). A hook that finds no receiver raises: the
-    config would silently train without copy-paste.
+    detector (which pushes images with their pseudo masks, e.g. SIM, or
+    object RoIs, DiscoBox), its data preprocessor and the preprocessor's
+    ``copy_paste`` transform (which samples from it). A hook that finds
+    no receiver raises: the config would silently train without the bank.
 
     The bank is written to ``checkpoint['memory_bank']`` and restored by
     ``--resume`` only (``load_from`` alone, e.g. fine-tuning on other
@@ -91,7 +96,8 @@ class MemoryBankHook(Hook):
 
     def after_train(self, runner) -> None:
         print_log(
-            f'memory bank: {len(self.bank)}/{self.bank.length} entries, '
+            f'memory bank: {len(self.bank)}/'
+            f"{getattr(self.bank, 'capacity', self.bank.length)} entries, "
             f'{self.bank.nbytes() / 2**20:.1f} MiB, '
             f'{self.bank.num_pushed} pushed',
             logger='current')

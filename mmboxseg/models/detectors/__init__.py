@@ -1,6 +1,10 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .boxteacher import BoxTeacher
+from .discobox import DiscoBox
 from .ema_teacher_boxinst import EMATeacherBoxInst
+from .ema_teacher_mixin import EMATeacherMixin
 from .sim import SIM
 
-__all__ = ['BoxTeacher', 'EMATeacherBoxInst', 'SIM']
+__all__ = [
+    'BoxTeacher', 'EMATeacherBoxInst', 'EMATeacherMixin', 'SIM', 'DiscoBox'
+]

@@ -1,5 +1,6 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .box_projection_loss import BoxProjectionLoss, projection_dice
+from .dense_contrastive_loss import DenseContrastiveLoss
 from .noise_reduced_affinity_loss import (NoiseReducedAffinityLoss,
                                           pseudo_mask_affinity)
 from .pairwise_affinity_loss import (PairwiseAffinityLoss,
@@ -9,5 +10,5 @@ from .weighted_bce_dice_loss import WeightedBCEDiceLoss
 __all__ = [
     'BoxProjectionLoss', 'PairwiseAffinityLoss', 'projection_dice',
     'pairwise_neg_log_same_prob', 'NoiseReducedAffinityLoss',
-    'pseudo_mask_affinity', 'WeightedBCEDiceLoss'
+    'pseudo_mask_affinity', 'WeightedBCEDiceLoss', 'DenseContrastiveLoss'
 ]

@@ -1,0 +1,510 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.ops import roi_align
+from mmdet.models.dense_heads import SOLOV2Head
+from mmdet.structures.bbox import get_box_tensor
+from mmdet.utils import InstanceList
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmboxseg.models.losses import projection_dice
+from mmboxseg.models.utils import (contrast_sensitive_kernel, cost_volume,
+                                   mean_field, relu_l2_normalise,
+                                   solve_correspondence, transfer_masks)
+from mmboxseg.registry import MODELS
+
+MEAN_FIELD_DEFAULTS = dict(
+    kernel_size=3, num_iters=10, alpha0=2.0, theta0=0.5, theta1=30.0, base=0.1)
+CORRESPONDENCE_DEFAULTS = dict(
+    method='message_passing',
+    num_iters=10,
+    window=9,
+    smooth_size=3,
+    eps=0.05,
+    gamma=1.0,
+    feat_size=7,
+    mask_size=28,
+    min_retrieval=5,
+    cross_weight=0.01,
+    ts_weight=0.01)
+
+
+def _merge(defaults: dict, given: Optional[dict], what: str) -> dict:
+    given = dict(given or {})
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise KeyError(f'DiscoBoxSOLOv2Head: unknown {what} keys '
+                       f'{sorted(unknown)}; allowed: {sorted(defaults)}')
+    return {**defaults, **given}
+
+
+@MODELS.register_module()
+class DiscoBoxSOLOv2Head(SOLOV2Head):
+    """SOLOv2 head trained from boxes with DiscoBox's losses (Lan et al.,
+    ICCV 2021).
+
+    - **Targets** (Sec. 3.1): SOLOv2's assignment with the box as the
+      mask: centre cell of the centre of mass of the release's box mask
+      (``(round(x1) + round(x2)) / 2``), plus the ``pos_scale`` region
+      clipped to 3 x 3; mask targets are the stride-4 box masks of
+      :class:`~mmboxseg.models.data_preprocessors.BoxSupDataPreprocessor`
+      (the release rounds the box at full resolution and rescales). No
+      ground-truth mask is read. Vectorised over instances; mmdet loops
+      over instances and cells.
+    - **MIL loss** ``L_mil`` (Sec. 3.1): dice of the row and column maxima
+      (``loss_mask``, :class:`~mmboxseg.models.losses.BoxProjectionLoss`
+      with the release's ``eps = 0.002``), averaged over positive cells.
+      Category loss unchanged.
+    - **Self-consistency** ``L_con`` (Sec. 3.4; ``loss_ts``): mean-field
+      (:func:`~mmboxseg.models.utils.mean_field`) of ``(teacher +
+      student) / 2`` inside the box gives the teacher's label ``x``;
+      ``dice(s * maxpool3x3(box), x)`` per positive, averaged (release:
+      dice, the paper writes a cross-entropy).
+    - **Correspondence** (Secs. 3.2-3.3, 3.6): one query per instance at
+      its best cell (the level whose ``sqrt(lo * hi)`` is nearest the box
+      size, centre cell). RoI features (``feat_size``, ReLU + L2) of the
+      student's and teacher's finest FPN level and 28 x 28 RoI masks;
+      partners retrieved from :attr:`memory_bank`; with at least
+      ``min_retrieval`` of them the teacher's cost volume is solved
+      (:func:`~mmboxseg.models.utils.solve_correspondence`), the dense
+      contrastive loss ``L_nce`` (``loss_corr``) is applied to the
+      student's cost volume, the partners' masks are transferred into a
+      cross-image unary and mean-field is rerun with it; its label
+      supervises the student's mask with weight ``ts_weight`` (the
+      release scales this gradient by 0.01) as ``loss_ts_corr``. Then the
+      teacher's RoIs are pushed into the bank.
+
+    Which of these run is decided by the detector's gates
+    (:class:`~mmboxseg.models.detectors.DiscoBox`).
+
+    Args:
+        mean_field (dict): ``kernel_size`` 3, ``num_iters`` 10, ``alpha0``
+            2, ``theta0`` 0.5, ``theta1`` 30, ``base`` 0.1 (release).
+        ts_loss_weight (float): ``alpha_con``. Defaults to 1.0.
+        correspondence (dict): ``method`` (``'message_passing'``, the
+            release's, or ``'sinkhorn'``, the paper's), ``num_iters`` 10,
+            ``window`` 9, ``smooth_size`` 3, ``eps`` 0.05, ``gamma`` 1,
+            ``feat_size`` 7, ``mask_size`` 28, ``min_retrieval`` 5,
+            ``cross_weight`` 0.01, ``ts_weight`` 0.01.
+        loss_corr (dict): :class:`DenseContrastiveLoss` config.
+        **kwargs: :class:`mmdet.models.dense_heads.SOLOV2Head` arguments;
+            ``loss_mask`` is the MIL loss.
+    """
+
+    def __init__(self,
+                 *args,
+                 mean_field: Optional[dict] = None,
+                 ts_loss_weight: float = 1.0,
+                 correspondence: Optional[dict] = None,
+                 loss_corr: dict = dict(
+                     type='DenseContrastiveLoss', loss_weight=1.0),
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.dynamic_conv_size != 1:
+            raise ValueError('DiscoBoxSOLOv2Head supports dynamic_conv_size '
+                             f'1 only, got {self.dynamic_conv_size}')
+        self.mean_field_cfg = _merge(MEAN_FIELD_DEFAULTS, mean_field,
+                                     'mean_field')
+        self.corr_cfg = _merge(CORRESPONDENCE_DEFAULTS, correspondence,
+                               'correspondence')
+        self.ts_loss_weight = ts_loss_weight
+        self.loss_corr = MODELS.build(loss_corr)
+        # set by MemoryBankHook; per rank (see ObjectMemoryBank)
+        self.memory_bank = None
+
+    # -- targets ------------------------------------------------------------
+    def box_targets_single(self, gt_instances: InstanceData,
+                           featmap_size: Tuple[int, int]) -> dict:
+        """SOLOv2 targets of one image from its boxes.
+
+        Returns:
+            dict: ``pos_gt [n]`` and ``pos_level [n]`` and ``pos_cell
+            [n]`` of every positive cell (level-major, then instance, then
+            row-major cell, as mmdet), ``labels``: per level ``[S*S]``
+            (a cell claimed by several instances takes the last one, as
+            mmdet), ``best_level [G]`` and ``best_cell [G]``, ``valid
+            [G]`` (instances with a non-empty stride-4 box mask; the rest
+            are skipped as the release drops all-zero targets).
+        """
+        boxes = get_box_tensor(gt_instances.bboxes)
+        labels = gt_instances.labels
+        device = labels.device
+        h, w = featmap_size
+        up_h, up_w = h * self.mask_stride, w * self.mask_stride
+        valid = gt_instances.box_masks.flatten(1).any(dim=1)
+        sizes = ((boxes[:, 2] - boxes[:, 0]) *
+                 (boxes[:, 3] - boxes[:, 1])).clamp_min(0).sqrt()
+        # the release's centre of mass of its box mask, filled over the
+        # rounded pixel range round(x1)..round(x2) inclusive
+        cx = (boxes[:, 0].round() + boxes[:, 2].round()) / 2
+        cy = (boxes[:, 1].round() + boxes[:, 3].round()) / 2
+        half_w = 0.5 * (boxes[:, 2] - boxes[:, 0]) * self.pos_scale
+        half_h = 0.5 * (boxes[:, 3] - boxes[:, 1]) * self.pos_scale
+        shifts = torch.tensor([-1, 0, 1], device=device)
+        gt_index = torch.arange(len(boxes), device=device)
+        pos_gt, pos_level, pos_cell, level_labels, centres = \
+            [], [], [], [], []
+        for level, ((lo, hi),
+                    grid) in enumerate(zip(self.scale_ranges, self.num_grids)):
+
+            def cell(v, extent):
+                return torch.div(
+                    v / extent, 1.0 / grid, rounding_mode='trunc').long()
+
+            row, col = cell(cy, up_h), cell(cx, up_w)
+            centres.append(
+                row.clamp(0, grid - 1) * grid + col.clamp(0, grid - 1))
+            top = torch.maximum(cell(cy - half_h, up_h).clamp_min(0), row - 1)
+            down = torch.minimum(
+                cell(cy + half_h, up_h).clamp_max(grid - 1), row + 1)
+            left = torch.maximum(cell(cx - half_w, up_w).clamp_min(0), col - 1)
+            right = torch.minimum(
+                cell(cx + half_w, up_w).clamp_max(grid - 1), col + 1)
+            rows = row[:, None, None] + shifts[None, :, None]
+            cols = col[:, None, None] + shifts[None, None, :]
+            hit = valid & (sizes >= lo) & (sizes <= hi)
+            ok = (
+                hit[:, None, None] & (rows >= top[:, None, None]) &
+                (rows <= down[:, None, None]) & (cols >= left[:, None, None]) &
+                (cols <= right[:, None, None]))
+            gt_of = gt_index[:, None, None].expand_as(ok)[ok]
+            cells = (rows * grid + cols)[ok]
+            pos_gt.append(gt_of)
+            pos_level.append(torch.full_like(gt_of, level))
+            pos_cell.append(cells)
+            winner = torch.full((grid * grid, ), -1, device=device)
+            winner.scatter_reduce_(0, cells, gt_of, reduce='amax')
+            level_labels.append(
+                torch.where(winner >= 0, labels[winner.clamp_min(0)],
+                            torch.full_like(winner, self.num_classes)))
+        means = torch.tensor([(lo * hi)**0.5 for lo, hi in self.scale_ranges],
+                             device=device)
+        best_level = (sizes[:, None] - means[None]).abs().argmin(dim=1)
+        best_cell = torch.stack(
+            centres, dim=1).gather(
+                1, best_level[:, None])[:, 0] if len(boxes) else best_level
+        return dict(
+            pos_gt=torch.cat(pos_gt),
+            pos_level=torch.cat(pos_level),
+            pos_cell=torch.cat(pos_cell),
+            labels=level_labels,
+            best_level=best_level,
+            best_cell=best_cell,
+            valid=valid)
+
+    # -- dynamic convolution ------------------------------------------------
+    @staticmethod
+    def gather_kernels(mlvl_kernel_preds: List[Tensor], img_inds: Tensor,
+                       levels: Tensor, cells: Tensor) -> Tensor:
+        """``[n, E]`` kernels at ``(image, level, cell)`` triples."""
+        out = mlvl_kernel_preds[0].new_zeros(
+            len(img_inds), mlvl_kernel_preds[0].shape[1])
+        for level, preds in enumerate(mlvl_kernel_preds):
+            sel = levels == level
+            if sel.any():
+                out[sel] = preds.flatten(2)[img_inds[sel], :, cells[sel]]
+        return out
+
+    @staticmethod
+    def dynamic_masks(kernels: Tensor, mask_feats: Tensor,
+                      img_inds: Tensor) -> Tensor:
+        """``[n, H, W]`` mask logits: 1x1 dynamic convolution of each
+        kernel ``[n, E]`` with its image's ``mask_feats [B, E, H, W]``."""
+        b, e, h, w = mask_feats.shape
+        out = mask_feats.new_zeros(len(kernels), h, w)
+        for img in img_inds.unique().tolist():
+            sel = img_inds == img
+            out[sel] = (kernels[sel] @ mask_feats[img].view(e, h * w)).view(
+                -1, h, w)
+        return out
+
+    # -- losses -------------------------------------------------------------
+    def loss_by_feat(self,
+                     mlvl_kernel_preds: List[Tensor],
+                     mlvl_cls_preds: List[Tensor],
+                     mask_feats: Tensor,
+                     batch_gt_instances: InstanceList,
+                     batch_img_metas: List[dict],
+                     teacher: Optional[dict] = None,
+                     images: Optional[Tensor] = None,
+                     image_valid: Optional[Tensor] = None,
+                     student_feats: Optional[Tensor] = None,
+                     gates: Optional[Dict[str, bool]] = None,
+                     **kwargs) -> dict:
+        """Losses of a batch.
+
+        Args:
+            mlvl_kernel_preds, mlvl_cls_preds, mask_feats: :meth:`forward`
+                outputs of the student.
+            batch_gt_instances (list[InstanceData]): ``bboxes``,
+                ``labels`` and ``box_masks [G, H, W]`` (stride 4).
+            batch_img_metas (list[dict]): Image metas.
+            teacher (dict, optional): ``kernels`` (list like
+                ``mlvl_kernel_preds``), ``mask_feats`` and ``feats`` (its
+                finest FPN level), no gradient. Needed by the gated terms.
+            images (Tensor, optional): ``[B, 3, H, W]`` normalised colours
+                at the mask resolution (for mean-field).
+            image_valid (Tensor, optional): ``[B, H, W]`` bool non-padding.
+            student_feats (Tensor, optional): The student's finest FPN
+                level ``[B, C, H', W']`` (correspondence).
+            gates (dict): ``ts`` and ``corr`` booleans.
+
+        Returns:
+            dict: ``loss_mask`` (MIL), ``loss_cls``, ``loss_ts``,
+            ``loss_ts_corr``, ``loss_corr`` and the count ``corr_queries``
+            (queries with enough partners).
+        """
+        gates = {'ts': False, 'corr': False, **(gates or {})}
+        featmap_size = mask_feats.shape[-2:]
+        targets = [
+            self.box_targets_single(gt, featmap_size)
+            for gt in batch_gt_instances
+        ]
+        img_inds = torch.cat(
+            [torch.full_like(t['pos_gt'], i) for i, t in enumerate(targets)])
+        pos_gt = torch.cat([t['pos_gt'] for t in targets])
+        pos_level = torch.cat([t['pos_level'] for t in targets])
+        pos_cell = torch.cat([t['pos_cell'] for t in targets])
+        box_masks = [gt.box_masks for gt in batch_gt_instances]
+        num_pos = len(pos_gt)
+
+        zero = mask_feats.sum() * 0
+        losses = dict(loss_ts=zero, loss_ts_corr=zero, loss_corr=zero)
+        if num_pos:
+            kernels = self.gather_kernels(mlvl_kernel_preds, img_inds,
+                                          pos_level, pos_cell)
+            logits = self.dynamic_masks(kernels, mask_feats, img_inds)
+            pos_boxes = torch.cat(
+                [masks[t['pos_gt']] for masks, t in zip(box_masks, targets)])
+            losses['loss_mask'] = self.loss_mask(logits, pos_boxes)
+        else:
+            losses['loss_mask'] = zero
+
+        flatten_labels = torch.cat([
+            torch.cat(level_labels)
+            for level_labels in zip(*[t['labels'] for t in targets])
+        ])
+        flatten_cls_preds = torch.cat([
+            preds.permute(0, 2, 3, 1).reshape(-1, self.num_classes)
+            for preds in mlvl_cls_preds
+        ])
+        losses['loss_cls'] = self.loss_cls(
+            flatten_cls_preds, flatten_labels, avg_factor=num_pos + 1)
+
+        if not (gates['ts'] or gates['corr']) or not num_pos:
+            losses['corr_queries'] = zero.detach()
+            return losses
+        if teacher is None or images is None:
+            raise ValueError('DiscoBoxSOLOv2Head: the teacher terms are on '
+                             'but no teacher outputs or images were given')
+        if image_valid is None:
+            image_valid = torch.ones_like(images[:, 0], dtype=torch.bool)
+        pairwise = contrast_sensitive_kernel(
+            images,
+            self.mean_field_cfg['kernel_size'],
+            self.mean_field_cfg['alpha0'],
+            self.mean_field_cfg['theta0'],
+            self.mean_field_cfg['theta1'],
+            valid=image_valid)
+        if gates['ts']:
+            with torch.no_grad():
+                t_kernels = self.gather_kernels(teacher['kernels'], img_inds,
+                                                pos_level, pos_cell)
+                t_probs = self.dynamic_masks(t_kernels, teacher['mask_feats'],
+                                             img_inds).sigmoid()
+            probs = logits.sigmoid()
+            losses['loss_ts'] = self.consistency_loss(probs, t_probs,
+                                                      pos_boxes.bool(),
+                                                      pairwise[img_inds])
+        if gates['corr']:
+            losses.update(
+                self.correspondence_losses(mlvl_kernel_preds, mask_feats,
+                                           student_feats, teacher, targets,
+                                           batch_gt_instances, pairwise))
+        else:
+            losses['corr_queries'] = zero.detach()
+        return losses
+
+    def consistency_loss(self,
+                         probs: Tensor,
+                         teacher_probs: Tensor,
+                         boxes: Tensor,
+                         pairwise: Tensor,
+                         cross_unary: Optional[Tensor] = None,
+                         weight: Optional[float] = None) -> Tensor:
+        """``L_con``: dice of the student against the structured
+        teacher's labels.
+
+        Args:
+            probs (Tensor): ``[n, H, W]`` student probabilities (grad).
+            teacher_probs (Tensor): ``[n, H, W]`` teacher probabilities.
+            boxes (Tensor): ``[n, H, W]`` bool box masks.
+            pairwise (Tensor): ``[n, k*k, H, W]`` mean-field weights.
+            cross_unary (Tensor, optional): ``[n, 2, H, W]``.
+            weight (float, optional): Defaults to ``ts_loss_weight``.
+        """
+        cfg = self.mean_field_cfg
+        labels = mean_field(
+            (teacher_probs + probs.detach()) / 2,
+            pairwise,
+            boxes,
+            num_iters=cfg['num_iters'],
+            base=cfg['base'],
+            cross_unary=cross_unary,
+            cross_weight=self.corr_cfg['cross_weight']) > 0.5
+        near_box = F.max_pool2d(boxes[:, None].float(), 3, 1, 1)[:, 0]
+        dice = projection_dice(
+            (probs * near_box).flatten(1),
+            labels.flatten(1).float(),
+            eps=0.002)
+        weight = self.ts_loss_weight if weight is None else weight
+        return dice.mean() * weight
+
+    def correspondence_losses(self, mlvl_kernel_preds: List[Tensor],
+                              mask_feats: Tensor, student_feats: Tensor,
+                              teacher: dict, targets: List[dict],
+                              batch_gt_instances: InstanceList,
+                              pairwise: Tensor) -> dict:
+        """``L_nce`` and the cross-image ``L_con`` of one query per
+        instance (see the class docstring), then the bank update."""
+        cfg = self.corr_cfg
+        bank = self.memory_bank
+        if bank is None:
+            raise RuntimeError(
+                'DiscoBoxSOLOv2Head: the correspondence gate is open but no '
+                "memory bank is bound; add dict(type='MemoryBankHook', bank="
+                "dict(type='ObjectMemoryBank', ...)) to custom_hooks")
+        zero = mask_feats.sum() * 0
+        img_inds = torch.cat([
+            torch.full_like(t['valid'], i, dtype=torch.long)
+            for i, t in enumerate(targets)
+        ])
+        valid = torch.cat([t['valid'] for t in targets])
+        levels = torch.cat([t['best_level'] for t in targets])[valid]
+        cells = torch.cat([t['best_cell'] for t in targets])[valid]
+        img_inds = img_inds[valid]
+        boxes = torch.cat(
+            [get_box_tensor(gt.bboxes) for gt in batch_gt_instances])[valid]
+        labels = torch.cat([gt.labels for gt in batch_gt_instances])[valid]
+        box_masks = torch.cat([gt.box_masks
+                               for gt in batch_gt_instances])[valid].bool()
+        if not len(boxes):
+            return dict(
+                loss_corr=zero, loss_ts_corr=zero, corr_queries=zero.detach())
+
+        probs = self.dynamic_masks(
+            self.gather_kernels(mlvl_kernel_preds, img_inds, levels, cells),
+            mask_feats, img_inds).sigmoid()
+        feat_stride = mask_feats.shape[-1] * self.mask_stride / \
+            student_feats.shape[-1]
+        rois = torch.cat([img_inds[:, None].to(boxes.dtype), boxes], dim=1)
+        size, msize = cfg['feat_size'], cfg['mask_size']
+        feats = relu_l2_normalise(
+            roi_align(student_feats, rois, (size, size), 1.0 / feat_stride, 0,
+                      'avg', True))
+        own = torch.cat([
+            torch.arange(len(boxes), device=boxes.device)[:, None].to(
+                boxes.dtype), boxes
+        ],
+                        dim=1)
+        with torch.no_grad():
+            t_probs = self.dynamic_masks(
+                self.gather_kernels(teacher['kernels'], img_inds, levels,
+                                    cells), teacher['mask_feats'],
+                img_inds).sigmoid()
+            t_feats = relu_l2_normalise(
+                roi_align(teacher['feats'], rois, (size, size),
+                          1.0 / feat_stride, 0, 'avg', True))
+            scale = 1.0 / self.mask_stride
+            q_masks = roi_align(probs.detach()[:, None], own, (msize, msize),
+                                scale, 0, 'avg', True)[:, 0]
+            t_masks = roi_align(t_probs[:, None], own, (msize, msize), scale,
+                                0, 'avg', True)[:, 0]
+
+        nce, queries = [], []
+        cross = probs.new_zeros(len(boxes), 2, *probs.shape[-2:])
+        for q in range(len(boxes)):
+            keys = bank.retrieve(
+                int(labels[q]), q_masks[q], feats[q].detach(), boxes[q])
+            if keys is None or len(keys['boxes']) < cfg['min_retrieval']:
+                continue
+            with torch.no_grad():
+                plan = solve_correspondence(
+                    cost_volume(t_feats[q], keys['feats']), (size, size),
+                    method=cfg['method'],
+                    num_iters=cfg['num_iters'],
+                    window=cfg['window'],
+                    smooth_size=cfg['smooth_size'],
+                    query_mask=F.adaptive_avg_pool2d(t_masks[q][None],
+                                                     size)[0],
+                    key_masks=F.adaptive_avg_pool2d(keys['masks'], size),
+                    eps=cfg['eps'],
+                    gamma=cfg['gamma'])
+                self._paste(cross[q],
+                            transfer_masks(plan, keys['masks'], (size, size)),
+                            boxes[q])
+            nce.append(
+                self.loss_corr(cost_volume(feats[q], keys['feats']), plan))
+            queries.append(q)
+
+        out = dict(corr_queries=zero.detach() + len(queries))
+        if queries:
+            sel = torch.tensor(queries, device=boxes.device)
+            out['loss_corr'] = torch.stack(nce).mean()
+            out['loss_ts_corr'] = self.consistency_loss(
+                probs[sel],
+                t_probs[sel],
+                box_masks[sel],
+                pairwise[img_inds[sel]],
+                cross_unary=cross[sel],
+                weight=cfg['ts_weight'])
+        else:
+            out['loss_corr'] = zero
+            out['loss_ts_corr'] = zero
+        # Appendix C.3: the teacher's RoIs, pushed after the losses
+        bank.push(labels, t_feats, t_masks, boxes)
+        return out
+
+    def _paste(self, canvas: Tensor, unary: Tensor, box: Tensor) -> None:
+        """Resize ``unary [2, h, w]`` to ``box`` (input pixels) at the mask
+        stride and write it into ``canvas [2, H, W]``."""
+        height, width = canvas.shape[-2:]
+        x1, y1, x2, y2 = (box / self.mask_stride).tolist()
+        left = min(max(int(x1), 0), width - 1)
+        top = min(max(int(y1), 0), height - 1)
+        right = min(max(int(-(-x2 // 1)), left + 1), width)
+        bottom = min(max(int(-(-y2 // 1)), top + 1), height)
+        canvas[:, top:bottom, left:right] = F.interpolate(
+            unary[None], (bottom - top, right - left),
+            mode='bilinear',
+            align_corners=False)[0]
+
+    # -- inference ----------------------------------------------------------
+    def _predict_by_feat_single(self, *args, **kwargs) -> InstanceData:
+        """SOLOv2 inference, with boxes from the mask extents (as the
+        release; mmdet's SOLOv2 leaves them zero), so box AP is
+        meaningful."""
+        results = super()._predict_by_feat_single(*args, **kwargs)
+        results.bboxes = mask_extents(results.masks)
+        return results
+
+
+def mask_extents(masks: Tensor) -> Tensor:
+    """``[N, 4]`` float boxes ``(x1, y1, x2 + 1, y2 + 1)`` enclosing each
+    ``[N, H, W]`` bool mask; zeros for an empty mask."""
+    if masks.numel() == 0:
+        return masks.new_zeros(len(masks), 4, dtype=torch.float32)
+    cols, rows = masks.any(dim=1), masks.any(dim=2)
+    w, h = cols.shape[1], rows.shape[1]
+    xs = torch.arange(w, device=masks.device)
+    ys = torch.arange(h, device=masks.device)
+    x1 = torch.where(cols, xs, w).amin(dim=1)
+    x2 = torch.where(cols, xs + 1, 0).amax(dim=1)
+    y1 = torch.where(rows, ys, h).amin(dim=1)
+    y2 = torch.where(rows, ys + 1, 0).amax(dim=1)
+    boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
+    return torch.where(
+        cols.any(dim=1, keepdim=True), boxes, torch.zeros_like(boxes))

@@ -1,0 +1,278 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+"""Dense correspondence between intra-class RoIs (DiscoBox Secs. 3.2-3.3,
+Appendix B): cost volume, the paper's iterated optimal transport with the
+geometric smoothness term, and the release's message-passing variant.
+
+Shapes: an RoI feature map is ``[C, h, w]`` (7 x 7 in the release), ``P =
+h * w`` its pixels in row-major order. A correspondence problem between a
+query and ``K`` retrieved objects is batched over ``K``: cost volumes and
+transport plans are ``[K, P, P]`` (query pixel ``i`` by object pixel
+``k``).
+"""
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CORRESPONDENCE_METHODS = ('message_passing', 'sinkhorn')
+
+
+def relu_l2_normalise(feats: Tensor, dim: int = 1) -> Tensor:
+    """ReLU then L2 normalisation along ``dim`` (the release's
+    ``relu_and_l2_norm_feat``, without its in-place ReLU)."""
+    return F.normalize(F.relu(feats), dim=dim, eps=1e-12)
+
+
+def cost_volume(feats_a: Tensor, feats_b: Tensor) -> Tensor:
+    """Appearance cost volume ``C_u(i, k) = f_i . f_k / (|f_i| |f_k|)``
+    (Sec. 3.2).
+
+    Args:
+        feats_a (Tensor): ``[K, C, h, w]`` (or ``[C, h, w]``, broadcast).
+        feats_b (Tensor): ``[K, C, h', w']``.
+
+    Returns:
+        Tensor: ``[K, h*w, h'*w']`` cosine similarities.
+        ``cost_volume(a, b) == cost_volume(b, a).transpose(1, 2)``.
+    """
+    if feats_a.dim() == 3:
+        feats_a = feats_a[None].expand(len(feats_b), -1, -1, -1)
+    a = F.normalize(feats_a.flatten(2), dim=1, eps=1e-12)
+    b = F.normalize(feats_b.flatten(2), dim=1, eps=1e-12)
+    return torch.bmm(a.transpose(1, 2), b)
+
+
+def window_mask(hw: Tuple[int, int], size: int, device=None) -> Tensor:
+    """``[P, P]`` bool: pixel pairs whose row and column offsets are both
+    at most ``size // 2`` (the release's ``dist_kernel`` window)."""
+    h, w = hw
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device),
+        torch.arange(w, device=device),
+        indexing='ij')
+    ys, xs = ys.flatten(), xs.flatten()
+    radius = size // 2
+    return ((ys[:, None] - ys[None]).abs() <= radius) & (
+        (xs[:, None] - xs[None]).abs() <= radius)
+
+
+def pass_message(plan: Tensor, hw: Tuple[int, int], size: int = 3) -> Tensor:
+    """The release's geometric smoothing: ``V(i, k) = mean_d T(i + d,
+    k + d)`` over the ``size x size`` joint shifts ``d`` of both ends
+    (out-of-RoI pairs count as 0): a match is supported by its neighbours'
+    matches with the same offset.
+
+    Args:
+        plan (Tensor): ``[K, P, P]``.
+        hw (tuple): ``(h, w)`` of both RoIs.
+
+    Returns:
+        Tensor: ``[K, P, P]``.
+    """
+    h, w = hw
+    k = plan.shape[0]
+    r = size // 2
+    grid = plan.reshape(k, h, w, h, w)
+    padded = F.pad(grid, (r, r, r, r, r, r, r, r))
+    out = torch.zeros_like(grid)
+    for dy in range(size):
+        for dx in range(size):
+            out += padded[:, dy:dy + h, dx:dx + w, dy:dy + h, dx:dx + w]
+    return (out / size**2).reshape(k, h * w, h * w)
+
+
+def mask_marginals(masks: Tensor) -> Tensor:
+    """Pixel importance ``mu = phi_o(m) = 0.6 + 0.4 [m > 0.5]``
+    (Appendix B), normalised to sum 1.
+
+    Args:
+        masks (Tensor): ``[K, h, w]`` probabilities.
+
+    Returns:
+        Tensor: ``[K, h*w]``.
+    """
+    mu = 0.6 + 0.4 * (masks.flatten(1) > 0.5).to(masks.dtype)
+    return mu / mu.sum(dim=1, keepdim=True)
+
+
+def sinkhorn(cost: Tensor,
+             mu: Tensor,
+             nu: Tensor,
+             eps: float = 0.05,
+             max_iters: int = 100,
+             tol: float = 1e-6) -> Tensor:
+    """Entropic optimal transport by Sinkhorn's algorithm (Appendix B,
+    Alg. 2), in the log domain so that ``exp(-C / eps)`` with ``eps =
+    0.05`` cannot underflow (the release doubles ``eps`` on NaN instead).
+
+    Args:
+        cost (Tensor): ``[K, P, Q]`` transport costs.
+        mu (Tensor): ``[K, P]`` row marginals (sum 1).
+        nu (Tensor): ``[K, Q]`` column marginals (sum 1).
+        eps (float): Entropic regularisation. Defaults to 0.05 (release
+            ``corr_eps``).
+        max_iters (int): Iteration cap (``t_max``). Defaults to 100.
+        tol (float): Stop when the row marginals are met to this L1 error.
+
+    Returns:
+        Tensor: ``[K, P, Q]`` plan ``T = diag(a) K diag(b)`` with
+        ``T 1 = mu`` and ``T^T 1 = nu``.
+    """
+    log_k = -cost / eps
+    log_mu, log_nu = mu.clamp_min(1e-30).log(), nu.clamp_min(1e-30).log()
+    log_b = torch.zeros_like(nu)
+    for _ in range(max_iters):
+        log_a = log_mu - torch.logsumexp(log_k + log_b[:, None], dim=2)
+        log_b = log_nu - torch.logsumexp(log_k + log_a[:, :, None], dim=1)
+        plan = torch.exp(log_a[:, :, None] + log_k + log_b[:, None])
+        if (plan.sum(dim=2) - mu).abs().sum(dim=1).max() < tol:
+            break
+    return plan
+
+
+def _offset_bins(hw: Tuple[int, int], device) -> Tuple[Tensor, Tensor]:
+    """Bin index ``[P, P]`` of each pair's offset ``pos_k - pos_i`` and the
+    ``[B, 2]`` offsets of the bins."""
+    h, w = hw
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device),
+        torch.arange(w, device=device),
+        indexing='ij')
+    ys, xs = ys.flatten(), xs.flatten()
+    dy = ys[None] - ys[:, None] + (h - 1)
+    dx = xs[None] - xs[:, None] + (w - 1)
+    bins = dy * (2 * w - 1) + dx
+    oy, ox = torch.meshgrid(
+        torch.arange(2 * h - 1, device=device) - (h - 1),
+        torch.arange(2 * w - 1, device=device) - (w - 1),
+        indexing='ij')
+    return bins, torch.stack([oy.flatten(), ox.flatten()], dim=1)
+
+
+def geometric_term(plan: Tensor,
+                   hw: Tuple[int, int],
+                   gamma: float = 1.0) -> Tensor:
+    """The paper's smoothness term ``C_g(i, k) = sum_{j,l} exp(-|off_ik -
+    off_jl|^2 / (2 gamma)) T(j, l)`` (Sec. 3.2), exactly.
+
+    The kernel depends on the pairs' offsets only, so the sum is a Hough
+    vote: ``H(o) = sum_{off_jl = o} T(j, l)`` over the ``(2h-1)(2w-1)``
+    offsets, smoothed by the Gaussian and read back at ``off_ik``.
+    ``O(K P^2 + K B^2)`` instead of ``O(K P^4)``. The result is divided by
+    its maximum per object, so that it lives on the scale of ``C_u``
+    (the paper gives no scale).
+
+    Args:
+        plan (Tensor): ``[K, P, P]``.
+        hw (tuple): ``(h, w)``.
+        gamma (float): Bandwidth in RoI cells squared.
+
+    Returns:
+        Tensor: ``[K, P, P]`` in ``[0, 1]``.
+    """
+    bins, offsets = _offset_bins(hw, plan.device)
+    k = plan.shape[0]
+    votes = plan.new_zeros(k, len(offsets)).scatter_add_(
+        1,
+        bins.flatten()[None].expand(k, -1), plan.flatten(1))
+    diff = (offsets[:, None] - offsets[None]).pow(2).sum(-1).to(plan.dtype)
+    smoothed = votes @ torch.exp(-diff / (2 * gamma))
+    term = smoothed[:, bins]
+    return term / term.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+
+
+def solve_correspondence(cost: Tensor,
+                         hw: Tuple[int, int],
+                         method: str = 'message_passing',
+                         num_iters: int = 10,
+                         window: int = 9,
+                         smooth_size: int = 3,
+                         query_mask: Tensor = None,
+                         key_masks: Tensor = None,
+                         eps: float = 0.05,
+                         gamma: float = 1.0,
+                         sinkhorn_iters: int = 100) -> Tensor:
+    """Iterated update of the correspondence (Sec. 3.3).
+
+    - ``'message_passing'`` (the release's ``SemanticCorrSolver.solve``,
+      the one it trains with): ``C = C_u * window``; ``num_iters`` times
+      ``V = pass_message(C)``, rows of ``V`` normalised, ``C = C_u + V``,
+      rows of ``C`` normalised. Returns ``C``.
+    - ``'sinkhorn'`` (the paper's iterated conditional modes): ``C^0 =
+      C_u``; ``num_iters`` times ``T = Sinkhorn(1 - C^t)`` with marginals
+      from the masks, ``C^{t+1} = C_u + C_g(T)``. Returns the last ``T``.
+      (The release defines this solver but never calls it.)
+
+    Args:
+        cost (Tensor): ``[K, P, P]`` appearance cost volume ``C_u``.
+        hw (tuple): RoI size ``(h, w)``.
+        method (str): ``'message_passing'`` or ``'sinkhorn'``.
+        num_iters (int): Outer iterations (release: 10).
+        window (int): Window of candidate matches (release: 9).
+        smooth_size (int): Message-passing shift window (release: 3).
+        query_mask (Tensor): ``[h, w]`` query mask (``'sinkhorn'``).
+        key_masks (Tensor): ``[K, h, w]`` object masks (``'sinkhorn'``).
+        eps (float): Sinkhorn regularisation (release ``corr_eps``).
+        gamma (float): Bandwidth of the geometric term.
+        sinkhorn_iters (int): Sinkhorn iteration cap.
+
+    Returns:
+        Tensor: ``[K, P, P]`` correspondence scores; the match of query
+        pixel ``i`` in object ``k`` is ``argmax`` of row ``i``.
+    """
+    if method not in CORRESPONDENCE_METHODS:
+        raise ValueError(f'correspondence method must be one of '
+                         f'{CORRESPONDENCE_METHODS}, got {method!r}')
+    inside = window_mask(hw, window, cost.device).to(cost.dtype)
+    unary = cost * inside
+    if method == 'message_passing':
+        scores = unary
+        for _ in range(num_iters):
+            votes = pass_message(scores, hw, smooth_size)
+            votes = votes / (votes.sum(dim=2, keepdim=True) + 1e-4)
+            scores = unary + votes
+            scores = scores / (scores.sum(dim=2, keepdim=True) + 1e-4)
+        return scores
+    if query_mask is None or key_masks is None:
+        raise ValueError("method='sinkhorn' needs query_mask and key_masks "
+                         'for the marginals')
+    mu = mask_marginals(query_mask[None]).expand(len(cost), -1)
+    nu = mask_marginals(key_masks)
+    scores = unary
+    # pairs outside the window are not candidates
+    blocked = (1 - inside) * 1e3
+    for _ in range(num_iters):
+        plan = sinkhorn(1 - scores + blocked, mu, nu, eps, sinkhorn_iters)
+        scores = unary + geometric_term(plan, hw, gamma)
+    return plan
+
+
+def transfer_masks(scores: Tensor, key_masks: Tensor,
+                   hw: Tuple[int, int]) -> Tensor:
+    """Cross-image evidence for the query's pixels: each query pixel's
+    matches vote with the retrieved objects' masks (the unary that the
+    cross-image potential ``tau_c`` adds to mean-field).
+
+    ``u_fg(i) = mean_k sum_l T_k(i, l) m_k(l)`` with rows of ``T``
+    normalised and ``m`` clamped to ``[0.1, 0.9]`` (release), ``u_bg``
+    the same with ``1 - m``. The release upsamples ``T`` to 28 x 28 on both
+    ends (784 x 784); here the masks are area-pooled to the RoI grid
+    instead, which is the same transfer with nearest (not bilinear)
+    interpolation on the object side, at 1/256 of the memory.
+
+    Args:
+        scores (Tensor): ``[K, P, P]``.
+        key_masks (Tensor): ``[K, M, M]`` object mask probabilities.
+        hw (tuple): RoI grid ``(h, w)``.
+
+    Returns:
+        Tensor: ``[2, h, w]`` (background, foreground) evidence.
+    """
+    plan = scores.clamp_min(0)
+    plan = plan / plan.sum(dim=2, keepdim=True).clamp_min(1e-12)
+    masks = F.adaptive_avg_pool2d(key_masks[:, None].float(),
+                                  hw)[:, 0].clamp(0.1, 0.9).flatten(1)
+    fg = torch.bmm(plan, masks[:, :, None])[..., 0].mean(dim=0)
+    bg = torch.bmm(plan, 1 - masks[:, :, None])[..., 0].mean(dim=0)
+    return torch.stack([bg, fg]).view(2, *hw)

@@ -1,0 +1,240 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+"""DiscoBox on SOLOv2: box targets against mmdet's assignment, the MIL loss
+by hand, gates, box-only, teacher use."""
+import math
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmdet.structures.mask import BitmapMasks
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+from mmboxseg.models.dense_heads.discobox_solov2_head import mask_extents
+from mmboxseg.models.losses import BoxProjectionLoss
+from mmboxseg.models.utils import ObjectMemoryBank, strided_box_masks
+from mmboxseg.registry import MODELS
+from mmboxseg.utils import register_all_modules
+from ..conftest import REPO
+
+register_all_modules()
+TOY = osp.join(REPO, 'configs/discobox/discobox_solov2_r18_fpn_toy.py')
+
+
+def toy_model_cfg(**gates):
+    cfg = Config.fromfile(TOY).model
+    cfg.gates = dict(
+        mode='iteration',
+        ts_start_iter=0,
+        corr_start_iter=0,
+        teacher_start_iter=0)
+    cfg.gates.update(gates)
+    return cfg
+
+
+def gt(boxes, labels, size=64):
+    inst = InstanceData()
+    inst.bboxes = torch.tensor(boxes, dtype=torch.float32)
+    inst.labels = torch.tensor(labels)
+    inst.box_masks = strided_box_masks(inst.bboxes, (size // 4, size // 4), 4)
+    return inst
+
+
+def test_box_targets_by_hand_and_against_mmdet():
+    head = MODELS.build(toy_model_cfg().mask_head)
+    inst = gt([[16, 16, 48, 48]], [2])
+    t = head.box_targets_single(inst, (16, 16))
+    # size 32: levels 1 (12-48, grid 24) and 2 (24-96, grid 16); centre
+    # 32 px; pos range 3.2 px -> rows/cols 11..13 and 7..8 (see docstring)
+    cells1 = sorted((r * 24 + c) for r in (11, 12, 13) for c in (11, 12, 13))
+    cells2 = sorted((r * 16 + c) for r in (7, 8) for c in (7, 8))
+    assert t['pos_level'].tolist() == [1] * 9 + [2] * 4
+    assert t['pos_cell'].tolist() == cells1 + cells2
+    assert (t['labels'][1].view(-1)[cells1] == 2).all()
+    assert (t['labels'][1] != 4).sum() == 9 and (t['labels'][0] == 4).all()
+    # best level: sqrt(lo*hi) nearest 32 is level 1 (24), centre cell
+    assert t['best_level'].tolist() == [1]
+    assert t['best_cell'].tolist() == [12 * 24 + 12]
+
+    # mmdet's loop agrees when fed the release's box masks (GenerateBoxMask:
+    # pixels round(x1)..round(x2) inclusive) at full resolution
+    boxes = [[4, 6, 30, 20], [20, 30, 60, 62], [8, 8, 24, 40], [33, 1, 41, 9],
+             [2, 3, 61, 60], [40, 40, 52, 47]]
+    inst = gt(boxes, [0, 1, 3, 2, 1, 0])
+    masks = torch.zeros(len(boxes), 64, 64, dtype=torch.uint8)
+    for m, (x1, y1, x2, y2) in zip(masks, boxes):
+        m[y1:y2 + 1, x1:x2 + 1] = 1
+    ref = inst.clone()
+    ref.masks = BitmapMasks(masks.numpy(), 64, 64)
+    _, labels, pos_masks, pos_indexes = head._get_targets_single(
+        ref, featmap_sizes=(16, 16))
+    ours = head.box_targets_single(inst, (16, 16))
+    for level in range(5):
+        assert torch.equal(ours['labels'][level], labels[level].flatten())
+        got = ours['pos_cell'][ours['pos_level'] == level].tolist()
+        assert got == list(pos_indexes[level]), level
+
+
+def test_mil_loss_values_by_hand():
+    """Release dice: 1 - 2 sum(x t) / ((sum x^2 + .001) + (sum t^2 +
+    .001)) on the column and row maxima."""
+    loss = BoxProjectionLoss(use_sigmoid=False, eps=0.002)
+    probs = torch.tensor([[[0.2, 0.9, 0.0], [0.4, 0.1, 0.0]]])
+    box = torch.tensor([[[1, 1, 0], [1, 1, 0]]], dtype=torch.float32)
+    # max over rows (per column): [0.4, 0.9, 0] vs [1, 1, 0]
+    col = 1 - 2 * (0.4 + 0.9) / ((0.16 + 0.81 + 0.001) + (2 + 0.001))
+    # max over columns (per row): [0.9, 0.4] vs [1, 1]
+    row = 1 - 2 * (0.9 + 0.4) / ((0.81 + 0.16 + 0.001) + (2 + 0.001))
+    got = loss(probs, box, reduction_override='none')
+    assert math.isclose(got.item(), col + row, rel_tol=1e-6)
+    # a prediction filling the box exactly scores ~0
+    assert loss(box, box).item() < 1e-3
+
+
+def toy_batch(model, with_masks=False):
+    from mmdet.structures import DetDataSample
+    torch.manual_seed(0)
+    samples, inputs = [], []
+    for boxes, labels in (([[8, 8, 40, 44], [30, 20, 60,
+                                             50]], [0, 1]), ([[4, 30, 44,
+                                                               62]], [0])):
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(64, 64),
+                ori_shape=(64, 64),
+                scale_factor=(1., 1.),
+                pad_shape=(64, 64),
+                batch_input_shape=(64, 64)))
+        inst = InstanceData()
+        inst.bboxes = torch.tensor(boxes, dtype=torch.float32)
+        inst.labels = torch.tensor(labels)
+        if with_masks:
+            inst.masks = BitmapMasks(
+                np.random.default_rng(0).integers(
+                    0, 2, (len(boxes), 64, 64), dtype=np.uint8), 64, 64)
+        s.gt_instances = inst
+        samples.append(s)
+        inputs.append(torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8))
+    return model.data_preprocessor(
+        dict(inputs=inputs, data_samples=samples), training=True)
+
+
+class Untouchable:
+    """Stands in for gt masks: any use but ``len`` raises."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getattr__(self, name):
+        raise AssertionError(f'gt masks read: .{name}')
+
+    def __getitem__(self, index):
+        raise AssertionError('gt masks indexed')
+
+
+def build(cfg, bank=True):
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.ema_updates += 1
+    if bank:
+        model.memory_bank = ObjectMemoryBank(
+            num_classes=4,
+            min_size=0,
+            fg_iou_thresh=0,
+            bg_iou_thresh=0,
+            appear_thresh=-1,
+            ratio_range=(0, 100))
+        model.mask_head.corr_cfg['min_retrieval'] = 1
+    model.train()
+    return model
+
+
+def first_losses(with_masks):
+    """Losses of one batch with every gate open and a 2-object bank."""
+    model = build(toy_model_cfg())
+    model.memory_bank.push(
+        torch.tensor([0, 0]), torch.rand(2, 128, 7, 7), torch.rand(2, 28, 28),
+        torch.tensor([[0, 0, 30, 30.]] * 2))
+    data = toy_batch(model, with_masks=with_masks)
+    if with_masks:
+        for s in data['data_samples']:
+            # any read of the masks raises
+            s.gt_instances.masks = Untouchable(len(s.gt_instances))
+    return {k: v.item() for k, v in model(**data, mode='loss').items()}
+
+
+def test_losses_never_read_masks():
+    ref, got = first_losses(False), first_losses(True)
+    assert got == ref
+    assert ref['loss_ts'] > 0 and ref['loss_corr'] > 0
+    assert ref['corr_queries'] >= 1 and ref['gate_corr'] == 1
+
+
+def test_gates_running_loss_and_iteration():
+    model = build(
+        toy_model_cfg(mode='running_loss', teacher_start_iter=5), bank=False)
+    assert model.current_gates() == dict(ts=False, corr=False, teacher=False)
+    model.running_mil_loss.fill_(0.25)
+    assert model.current_gates()['ts'] and not model.current_gates()['corr']
+    model.running_mil_loss.fill_(0.1)
+    assert model.current_gates()['corr']
+    model.train_iters.fill_(5)
+    assert model.current_gates()['teacher']
+    # the running average follows avg <- 0.9 avg + 0.1 L_mil
+    model.running_mil_loss.fill_(2.0)
+    model.train_iters.zero_()
+    losses = model(**toy_batch(model), mode='loss')
+    want = 0.9 * 2.0 + 0.1 * losses['loss_mask'].item()
+    assert math.isclose(model.running_mil_loss.item(), want, rel_tol=1e-6)
+    assert int(model.train_iters) == 1
+    assert losses['gate_ts'] == 0 and losses['loss_ts'] == 0
+    assert 'loss' not in 'mil_running_avg'  # logged, not summed
+
+    it = build(toy_model_cfg(ts_start_iter=2, corr_start_iter=3), bank=False)
+    assert not it.current_gates()['ts']
+    it.train_iters.fill_(2)
+    assert it.current_gates()['ts'] and not it.current_gates()['corr']
+    ablated = build(toy_model_cfg(), bank=False)
+    ablated.with_mean_field = ablated.with_correspondence = False
+    assert ablated.current_gates() == dict(ts=False, corr=False, teacher=True)
+    with pytest.raises(KeyError, match='unknown gates'):
+        MODELS.build(toy_model_cfg(ts_threshold=0.3))
+
+
+def test_teacher_is_used_only_after_its_start():
+    cfg = toy_model_cfg(teacher_start_iter=10)
+    model = build(cfg, bank=False)
+    model.with_correspondence = False
+    for _, buf in model.teacher.named_buffers():
+        if buf.is_floating_point():
+            buf.fill_(float('nan'))
+    # before the start the student's predictions stand in: finite losses
+    losses = model(**toy_batch(model), mode='loss')
+    assert torch.isfinite(losses['loss_ts']) and losses['loss_ts'] > 0
+    before = losses['loss_ts'].item()
+    # after it, the NaN teacher's probabilities vote every pixel to
+    # background, and dice against empty labels is exactly 1
+    model.train_iters.fill_(10)
+    losses = model(**toy_batch(model), mode='loss')
+    assert losses['loss_ts'].item() == 1.0 != before
+    model.ema_updates.zero_()
+    with pytest.raises(RuntimeError, match='EMATeacherHook'):
+        model(**toy_batch(model), mode='loss')
+
+
+def test_correspondence_gate_without_a_bank_is_an_error():
+    model = build(toy_model_cfg(), bank=False)
+    with pytest.raises(RuntimeError, match='MemoryBankHook'):
+        model(**toy_batch(model), mode='loss')
+
+
+def test_mask_extents():
+    masks = torch.zeros(3, 5, 6, dtype=torch.bool)
+    masks[0, 1:3, 2:5] = True
+    masks[1, 4, 0] = True
+    boxes = mask_extents(masks)
+    assert boxes.tolist() == [[2, 1, 5, 3], [0, 4, 1, 5], [0, 0, 0, 0]]
