@@ -1,7 +1,10 @@
 # DiscoBox (Lan et al., ICCV 2021) pieces that every DiscoBox config uses.
 # Numbers from the public release (NVlabs/DiscoBox,
-# configs/discobox/discobox_solov2_r50_fpn_3x.py) where it and the paper
-# differ; each component's docstring says where and which one is followed.
+# configs/discobox/discobox_solov2_r50_fpn_3x.py), except where it
+# contradicts the paper and the issue in a way that looks unintended: the
+# bank's min_size is 32 input pixels (the release compares stride-4 sizes
+# with 32), and L_nce is the paper's InfoNCE (the release applies a second
+# softmax). Each component's docstring says where the two differ.
 
 # The release switches its teacher on (copy of the student, then EMA) at
 # iteration 13k; before that the student's own predictions stand in. The

@@ -187,11 +187,15 @@ def test_gates_running_loss_and_iteration():
     # the running average follows avg <- 0.9 avg + 0.1 L_mil
     model.running_mil_loss.fill_(2.0)
     model.train_iters.zero_()
+    model.with_correspondence = False
     losses = model(**toy_batch(model), mode='loss')
     want = 0.9 * 2.0 + 0.1 * losses['loss_mask'].item()
     assert math.isclose(model.running_mil_loss.item(), want, rel_tol=1e-6)
     assert int(model.train_iters) == 1
     assert losses['gate_ts'] == 0 and losses['loss_ts'] == 0
+    # a batch without mask positives leaves the average alone
+    model._update_running_loss(torch.tensor(0.0), torch.tensor(0.0))
+    assert math.isclose(model.running_mil_loss.item(), want, rel_tol=1e-6)
     assert 'loss' not in 'mil_running_avg'  # logged, not summed
 
     it = build(toy_model_cfg(ts_start_iter=2, corr_start_iter=3), bank=False)
@@ -238,3 +242,43 @@ def test_mask_extents():
     masks[1, 4, 0] = True
     boxes = mask_extents(masks)
     assert boxes.tolist() == [[2, 1, 5, 3], [0, 4, 1, 5], [0, 0, 0, 0]]
+
+
+def test_cross_unary_is_pasted_onto_the_box_exactly():
+    head = MODELS.build(toy_model_cfg().mask_head)
+    canvas = torch.zeros(2, 4, 8)
+    unary = torch.tensor([[[0.0, 1.0]], [[1.0, 0.0]]])  # [2, 1, 2]
+    head._paste(canvas, unary, torch.tensor([8.0, 0.0, 24.0, 16.0]))
+    # columns 2..5 sample x = 10, 14, 18, 22 of the 16-px box: grid -0.75,
+    # -0.25, 0.25, 0.75 between cell centres -0.5 and 0.5
+    torch.testing.assert_close(canvas[0, 0],
+                               torch.tensor([0, 0, 0, .25, .75, 1, 0, 0.]))
+    torch.testing.assert_close(canvas[1, 3],
+                               torch.tensor([0, 0, 1, .75, .25, 0, 0, 0.]))
+    assert canvas[:, :, :2].abs().sum() == 0
+
+
+def test_images_without_objects_and_tiny_boxes():
+    head = MODELS.build(toy_model_cfg().mask_head)
+    empty = InstanceData()
+    empty.bboxes = torch.zeros(0, 4)
+    empty.labels = torch.zeros(0, dtype=torch.long)
+    empty.box_masks = torch.zeros(0, 16, 16, dtype=torch.bool)
+    t = head.box_targets_single(empty, (16, 16))
+    assert len(t['pos_cell']) == 0
+    assert all((labels == 4).all() for labels in t['labels'])
+    # a 3-px box misses every stride-4 sample: a category positive (as in
+    # mmdet) without a mask target
+    tiny = gt([[11, 11, 13.9, 13.9]], [1])
+    t = head.box_targets_single(tiny, (16, 16))
+    assert not t['valid'][0] and len(t['pos_cell']) > 0
+    assert (t['labels'][0] == 1).sum() == len(t['pos_cell'])
+    # a batch with an empty image and a tiny box trains
+    model = build(toy_model_cfg(), bank=True)
+    data = toy_batch(model)
+    sample = data['data_samples'][1]
+    sample.gt_instances = sample.gt_instances[torch.zeros(
+        len(sample.gt_instances), dtype=torch.bool)]
+    sample.gt_instances.box_masks = torch.zeros(0, 16, 16, dtype=torch.bool)
+    losses = model(**data, mode='loss')
+    assert torch.isfinite(sum(v for k, v in losses.items() if 'loss' in k))

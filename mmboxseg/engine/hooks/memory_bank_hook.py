@@ -84,7 +84,14 @@ class MemoryBankHook(Hook):
                 raise ValueError(
                     f'MemoryBankHook: {type(receiver).__name__} waits for '
                     f'{need} entries but the bank holds {self.bank.length}; '
-                    'copy-paste would never run')
+                    'the bank would never be used')
+            most = getattr(self.bank, 'max_retrieval', None)
+            if need is not None and most is not None and need > most:
+                raise ValueError(
+                    f'MemoryBankHook: {type(receiver).__name__} needs '
+                    f'{need} retrieved objects but the bank returns at most '
+                    f'{most} (max_retrieval); the correspondence loss would '
+                    'never run')
 
     def after_train_iter(self,
                          runner,

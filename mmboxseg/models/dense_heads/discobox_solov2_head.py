@@ -126,8 +126,9 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             row-major cell, as mmdet), ``labels``: per level ``[S*S]``
             (a cell claimed by several instances takes the last one, as
             mmdet), ``best_level [G]`` and ``best_cell [G]``, ``valid
-            [G]`` (instances with a non-empty stride-4 box mask; the rest
-            are skipped as the release drops all-zero targets).
+            [G]`` (instances with a non-empty stride-4 box mask: the others
+            are category positives, as in mmdet, but carry no mask loss or
+            query, as the release drops all-zero targets).
         """
         boxes = get_box_tensor(gt_instances.bboxes)
         labels = gt_instances.labels
@@ -135,6 +136,11 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
         h, w = featmap_size
         up_h, up_w = h * self.mask_stride, w * self.mask_stride
         valid = gt_instances.box_masks.flatten(1).any(dim=1)
+        has_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        # a trailing background entry: cells nobody claims (and images
+        # without objects) index it
+        labels_or_bg = torch.cat(
+            [labels, labels.new_full((1, ), self.num_classes)])
         sizes = ((boxes[:, 2] - boxes[:, 0]) *
                  (boxes[:, 3] - boxes[:, 1])).clamp_min(0).sqrt()
         # the release's centre of mass of its box mask, filled over the
@@ -165,7 +171,7 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
                 cell(cx + half_w, up_w).clamp_max(grid - 1), col + 1)
             rows = row[:, None, None] + shifts[None, :, None]
             cols = col[:, None, None] + shifts[None, None, :]
-            hit = valid & (sizes >= lo) & (sizes <= hi)
+            hit = has_area & (sizes >= lo) & (sizes <= hi)
             ok = (
                 hit[:, None, None] & (rows >= top[:, None, None]) &
                 (rows <= down[:, None, None]) & (cols >= left[:, None, None]) &
@@ -177,9 +183,8 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             pos_cell.append(cells)
             winner = torch.full((grid * grid, ), -1, device=device)
             winner.scatter_reduce_(0, cells, gt_of, reduce='amax')
-            level_labels.append(
-                torch.where(winner >= 0, labels[winner.clamp_min(0)],
-                            torch.full_like(winner, self.num_classes)))
+            level_labels.append(labels_or_bg[torch.where(
+                winner >= 0, winner, torch.full_like(winner, len(labels)))])
         means = torch.tensor([(lo * hi)**0.5 for lo, hi in self.scale_ranges],
                              device=device)
         best_level = (sizes[:, None] - means[None]).abs().argmin(dim=1)
@@ -250,14 +255,16 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             image_valid (Tensor, optional): ``[B, H, W]`` bool non-padding.
             student_feats (Tensor, optional): The student's finest FPN
                 level ``[B, C, H', W']`` (correspondence).
-            gates (dict): ``ts`` and ``corr`` booleans.
+            gates (dict): ``ts`` and ``corr`` booleans, and ``ts_corr``
+                (the cross-image self-consistency term; default True).
 
         Returns:
             dict: ``loss_mask`` (MIL), ``loss_cls``, ``loss_ts``,
-            ``loss_ts_corr``, ``loss_corr`` and the count ``corr_queries``
-            (queries with enough partners).
+            ``loss_ts_corr``, ``loss_corr`` and the counts ``mil_positives``
+            (cells with a mask loss) and ``corr_queries`` (queries with
+            enough partners).
         """
-        gates = {'ts': False, 'corr': False, **(gates or {})}
+        gates = {'ts': False, 'corr': False, 'ts_corr': True, **(gates or {})}
         featmap_size = mask_feats.shape[-2:]
         targets = [
             self.box_targets_single(gt, featmap_size)
@@ -265,20 +272,29 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
         ]
         img_inds = torch.cat(
             [torch.full_like(t['pos_gt'], i) for i, t in enumerate(targets)])
-        pos_gt = torch.cat([t['pos_gt'] for t in targets])
         pos_level = torch.cat([t['pos_level'] for t in targets])
         pos_cell = torch.cat([t['pos_cell'] for t in targets])
-        box_masks = [gt.box_masks for gt in batch_gt_instances]
-        num_pos = len(pos_gt)
+        # positives whose box covers a stride-4 sample carry mask losses
+        with_mask = torch.cat([t['valid'][t['pos_gt']] for t in targets])
+        img_inds, pos_level, pos_cell = (img_inds[with_mask],
+                                         pos_level[with_mask],
+                                         pos_cell[with_mask])
+        num_pos = len(img_inds)
 
         zero = mask_feats.sum() * 0
-        losses = dict(loss_ts=zero, loss_ts_corr=zero, loss_corr=zero)
+        losses = dict(
+            loss_ts=zero,
+            loss_ts_corr=zero,
+            loss_corr=zero,
+            mil_positives=zero.detach() + num_pos)
         if num_pos:
             kernels = self.gather_kernels(mlvl_kernel_preds, img_inds,
                                           pos_level, pos_cell)
             logits = self.dynamic_masks(kernels, mask_feats, img_inds)
-            pos_boxes = torch.cat(
-                [masks[t['pos_gt']] for masks, t in zip(box_masks, targets)])
+            pos_boxes = torch.cat([
+                gt.box_masks[t['pos_gt'][t['valid'][t['pos_gt']]]]
+                for gt, t in zip(batch_gt_instances, targets)
+            ])
             losses['loss_mask'] = self.loss_mask(logits, pos_boxes)
         else:
             losses['loss_mask'] = zero
@@ -291,8 +307,10 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             preds.permute(0, 2, 3, 1).reshape(-1, self.num_classes)
             for preds in mlvl_cls_preds
         ])
+        # mmdet's avg_factor: cells with a foreground label, plus one
+        num_fg = int((flatten_labels != self.num_classes).sum())
         losses['loss_cls'] = self.loss_cls(
-            flatten_cls_preds, flatten_labels, avg_factor=num_pos + 1)
+            flatten_cls_preds, flatten_labels, avg_factor=num_fg + 1)
 
         if not (gates['ts'] or gates['corr']) or not num_pos:
             losses['corr_queries'] = zero.detach()
@@ -323,7 +341,8 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             losses.update(
                 self.correspondence_losses(mlvl_kernel_preds, mask_feats,
                                            student_feats, teacher, targets,
-                                           batch_gt_instances, pairwise))
+                                           batch_gt_instances, pairwise,
+                                           gates['ts_corr']))
         else:
             losses['corr_queries'] = zero.detach()
         return losses
@@ -363,13 +382,18 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
         weight = self.ts_loss_weight if weight is None else weight
         return dice.mean() * weight
 
-    def correspondence_losses(self, mlvl_kernel_preds: List[Tensor],
-                              mask_feats: Tensor, student_feats: Tensor,
-                              teacher: dict, targets: List[dict],
+    def correspondence_losses(self,
+                              mlvl_kernel_preds: List[Tensor],
+                              mask_feats: Tensor,
+                              student_feats: Tensor,
+                              teacher: dict,
+                              targets: List[dict],
                               batch_gt_instances: InstanceList,
-                              pairwise: Tensor) -> dict:
-        """``L_nce`` and the cross-image ``L_con`` of one query per
-        instance (see the class docstring), then the bank update."""
+                              pairwise: Tensor,
+                              with_mean_field: bool = True) -> dict:
+        """``L_nce`` and (``with_mean_field``) the cross-image ``L_con``
+        of one query per instance (see the class docstring), then the bank
+        update."""
         cfg = self.corr_cfg
         bank = self.memory_bank
         if bank is None:
@@ -400,7 +424,9 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             mask_feats, img_inds).sigmoid()
         feat_stride = mask_feats.shape[-1] * self.mask_stride / \
             student_feats.shape[-1]
-        rois = torch.cat([img_inds[:, None].to(boxes.dtype), boxes], dim=1)
+        # mmcv's RoIAlign wants boxes in the features' dtype (fp16 under AMP)
+        rois = torch.cat([img_inds[:, None].to(boxes.dtype), boxes],
+                         dim=1).to(student_feats.dtype)
         size, msize = cfg['feat_size'], cfg['mask_size']
         feats = relu_l2_normalise(
             roi_align(student_feats, rois, (size, size), 1.0 / feat_stride, 0,
@@ -409,7 +435,7 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             torch.arange(len(boxes), device=boxes.device)[:, None].to(
                 boxes.dtype), boxes
         ],
-                        dim=1)
+                        dim=1).to(probs.dtype)
         with torch.no_grad():
             t_probs = self.dynamic_masks(
                 self.gather_kernels(teacher['kernels'], img_inds, levels,
@@ -432,8 +458,9 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             if keys is None or len(keys['boxes']) < cfg['min_retrieval']:
                 continue
             with torch.no_grad():
+                t_cost = cost_volume(t_feats[q], keys['feats'])
                 plan = solve_correspondence(
-                    cost_volume(t_feats[q], keys['feats']), (size, size),
+                    t_cost, (size, size),
                     method=cfg['method'],
                     num_iters=cfg['num_iters'],
                     window=cfg['window'],
@@ -443,17 +470,21 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
                     key_masks=F.adaptive_avg_pool2d(keys['masks'], size),
                     eps=cfg['eps'],
                     gamma=cfg['gamma'])
-                self._paste(cross[q],
-                            transfer_masks(plan, keys['masks'], (size, size)),
-                            boxes[q])
+                if with_mean_field:
+                    self._paste(
+                        cross[q],
+                        transfer_masks(plan, keys['masks'], (size, size),
+                                       t_cost), boxes[q])
             nce.append(
                 self.loss_corr(cost_volume(feats[q], keys['feats']), plan))
             queries.append(q)
 
         out = dict(corr_queries=zero.detach() + len(queries))
+        out['loss_ts_corr'] = zero
         if queries:
             sel = torch.tensor(queries, device=boxes.device)
             out['loss_corr'] = torch.stack(nce).mean()
+        if queries and with_mean_field:
             out['loss_ts_corr'] = self.consistency_loss(
                 probs[sel],
                 t_probs[sel],
@@ -461,25 +492,37 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
                 pairwise[img_inds[sel]],
                 cross_unary=cross[sel],
                 weight=cfg['ts_weight'])
-        else:
+        if not queries:
             out['loss_corr'] = zero
-            out['loss_ts_corr'] = zero
         # Appendix C.3: the teacher's RoIs, pushed after the losses
         bank.push(labels, t_feats, t_masks, boxes)
         return out
 
     def _paste(self, canvas: Tensor, unary: Tensor, box: Tensor) -> None:
-        """Resize ``unary [2, h, w]`` to ``box`` (input pixels) at the mask
-        stride and write it into ``canvas [2, H, W]``."""
+        """Write ``unary [2, h, w]``, which spans ``box`` (input pixels)
+        exactly, into ``canvas [2, H, W]`` at the mask stride: canvas pixel
+        ``(i, j)`` samples input point ``(s j + s/2, s i + s/2)`` (as the
+        box masks do), bilinearly, if it lies inside the box."""
+        s = self.mask_stride
         height, width = canvas.shape[-2:]
-        x1, y1, x2, y2 = (box / self.mask_stride).tolist()
-        left = min(max(int(x1), 0), width - 1)
-        top = min(max(int(y1), 0), height - 1)
-        right = min(max(int(-(-x2 // 1)), left + 1), width)
-        bottom = min(max(int(-(-y2 // 1)), top + 1), height)
-        canvas[:, top:bottom, left:right] = F.interpolate(
-            unary[None], (bottom - top, right - left),
+        x1, y1, x2, y2 = box.tolist()
+        cols = torch.arange(width, device=canvas.device) * s + s / 2
+        rows = torch.arange(height, device=canvas.device) * s + s / 2
+        cols = cols[(cols >= x1) & (cols < x2)]
+        rows = rows[(rows >= y1) & (rows < y2)]
+        if not len(cols) or not len(rows):
+            return
+        # grid_sample coordinates, align_corners=False: -1 and 1 are the
+        # outer edges of the unary's border cells, i.e. the box edges
+        gx = (cols - x1) / max(x2 - x1, 1e-6) * 2 - 1
+        gy = (rows - y1) / max(y2 - y1, 1e-6) * 2 - 1
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing='ij')[::-1], -1)
+        left, top = int((cols[0] - s / 2) // s), int((rows[0] - s / 2) // s)
+        canvas[:, top:top + len(rows), left:left + len(cols)] = F.grid_sample(
+            unary[None].to(canvas.dtype),
+            grid[None].to(canvas.dtype),
             mode='bilinear',
+            padding_mode='border',
             align_corners=False)[0]
 
     # -- inference ----------------------------------------------------------

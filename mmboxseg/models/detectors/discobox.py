@@ -130,6 +130,7 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
         self.register_buffer(
             'running_mil_loss',
             torch.tensor(float(self.gate_cfg['running_init'])))
+        self._hooks_checked = False
 
     # the memory bank lives in the head; MemoryBankHook binds it here
     @property
@@ -160,13 +161,28 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
             teacher=step >= cfg['teacher_start_iter'])
 
     @torch.no_grad()
-    def _update_running_loss(self, loss_mil: Tensor) -> None:
-        value = loss_mil.detach().clone()
+    def _update_running_loss(self, loss_mil: Tensor, num_pos: Tensor) -> None:
+        """``avg <- m avg + (1 - m) L_mil``; a step without positive cells
+        (on any rank) leaves ``avg`` alone rather than pulling it to 0."""
+        stats = torch.stack([loss_mil.detach() * num_pos, num_pos.float()])
         if get_world_size() > 1:
-            all_reduce(value, op='mean')
-        m = self.gate_cfg['running_momentum']
-        self.running_mil_loss.mul_(m).add_((1 - m) * value)
+            all_reduce(stats, op='sum')
+        if stats[1] > 0:
+            m = self.gate_cfg['running_momentum']
+            self.running_mil_loss.mul_(m).add_((1 - m) * stats[0] / stats[1])
         self.train_iters += 1
+
+    def _check_hooks(self) -> None:
+        """Fail at the first step, not when a gate opens thousands of
+        iterations later, when a hook the configured terms need is
+        missing."""
+        self.check_teacher_initialised()
+        if self.with_correspondence and self.memory_bank is None:
+            raise RuntimeError(
+                'DiscoBox: with_correspondence=True but no memory bank is '
+                "bound; add dict(type='MemoryBankHook', bank=dict(type="
+                "'ObjectMemoryBank', num_classes=...)) to custom_hooks, or "
+                'set model.with_correspondence=False')
 
     # -- training ------------------------------------------------------------
     def loss(self, batch_inputs: Tensor,
@@ -184,6 +200,10 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
                     'DiscoBox: gt_instances has no box_masks; use '
                     "data_preprocessor=dict(type='BoxSupDataPreprocessor', "
                     'mask_stride=4)')
+        if not self._hooks_checked and (self.with_mean_field
+                                        or self.with_correspondence):
+            self._check_hooks()
+            self._hooks_checked = True
         gates = self.current_gates()
         x = self.extract_feat(batch_inputs)
         kernels, cls_preds, mask_feats = self.mask_head(x)
@@ -201,6 +221,9 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
                     kernels=[k.detach() for k in kernels],
                     mask_feats=mask_feats.detach(),
                     feats=x[0].detach())
+            # as the release: bilinear with align_corners=True (the box
+            # masks sample 4i+2, so colours drift by up to 2 input pixels
+            # towards the image border)
             images = F.interpolate(
                 batch_inputs,
                 mask_feats.shape[-2:],
@@ -219,8 +242,8 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
             images=images,
             image_valid=valid,
             student_feats=x[0],
-            gates=gates)
-        self._update_running_loss(losses['loss_mask'])
+            gates=dict(gates, ts_corr=self.with_mean_field))
+        self._update_running_loss(losses['loss_mask'], losses['mil_positives'])
         device = batch_inputs.device
         for name in ('ts', 'corr', 'teacher'):
             losses[f'gate_{name}'] = torch.tensor(
@@ -300,8 +323,14 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
         for inputs, sample in zip(batch_inputs, batch_data_samples):
             meta = sample.metainfo
             width = int(meta['pair_width'])
-            pair = torch.stack(
-                [inputs[:, :, :width], inputs[:, :, width:2 * width]])
+            height = int(meta['img_shape'][0])
+            pair = torch.stack([
+                inputs[:, :height, :width], inputs[:, :height, width:2 * width]
+            ])
+            # each half padded to a multiple of 32, so that the finest
+            # level's stride is exact
+            pad_h, pad_w = -height % 32, -width % 32
+            pair = F.pad(pair, (0, pad_w, 0, pad_h))
             feats = net.extract_feat(pair)[0]
             boxes = torch.as_tensor(
                 np.stack([meta['src_bbox'], meta['trg_bbox']]),

@@ -9,7 +9,7 @@ query and ``K`` retrieved objects is batched over ``K``: cost volumes and
 transport plans are ``[K, P, P]`` (query pixel ``i`` by object pixel
 ``k``).
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -248,28 +248,37 @@ def solve_correspondence(cost: Tensor,
     return plan
 
 
-def transfer_masks(scores: Tensor, key_masks: Tensor,
-                   hw: Tuple[int, int]) -> Tensor:
+def transfer_masks(scores: Tensor,
+                   key_masks: Tensor,
+                   hw: Tuple[int, int],
+                   cost: Optional[Tensor] = None) -> Tensor:
     """Cross-image evidence for the query's pixels: each query pixel's
     matches vote with the retrieved objects' masks (the unary that the
     cross-image potential ``tau_c`` adds to mean-field).
 
-    ``u_fg(i) = mean_k sum_l T_k(i, l) m_k(l)`` with rows of ``T``
-    normalised and ``m`` clamped to ``[0.1, 0.9]`` (release), ``u_bg``
-    the same with ``1 - m``. The release upsamples ``T`` to 28 x 28 on both
-    ends (784 x 784); here the masks are area-pooled to the RoI grid
-    instead, which is the same transfer with nearest (not bilinear)
-    interpolation on the object side, at 1/256 of the memory.
+    ``u_fg(i) = mean_k sum_l T_k(i, l) m_k(l)`` with ``T`` the scores
+    times ``softmax_l C_u(i, l)`` when ``cost`` is given (the release's
+    ``T <- normalise(T softmax(C_u))``), rows normalised, and ``m``
+    clamped to ``[0.1, 0.9]`` (release); ``u_bg`` the same with ``1 - m``.
+    Two departures from the release: it upsamples ``T`` to 28 x 28 on both
+    ends (784 x 784), here the masks are area-pooled to the RoI grid
+    instead (the same transfer with nearest, not bilinear, interpolation on
+    the object side, at 1/256 of the memory); and it also gates ``T`` by
+    a ``[fg_mask > 0.5]`` term whose definition the release's notes leave
+    open, which is not reproduced.
 
     Args:
         scores (Tensor): ``[K, P, P]``.
         key_masks (Tensor): ``[K, M, M]`` object mask probabilities.
         hw (tuple): RoI grid ``(h, w)``.
+        cost (Tensor, optional): ``[K, P, P]`` cost volume ``C_u``.
 
     Returns:
         Tensor: ``[2, h, w]`` (background, foreground) evidence.
     """
     plan = scores.clamp_min(0)
+    if cost is not None:
+        plan = plan * cost.softmax(dim=2)
     plan = plan / plan.sum(dim=2, keepdim=True).clamp_min(1e-12)
     masks = F.adaptive_avg_pool2d(key_masks[:, None].float(),
                                   hw)[:, 0].clamp(0.1, 0.9).flatten(1)

@@ -49,7 +49,7 @@ class ObjectMemoryBank:
     sampling, at most 10).
 
     **Memory.** ``num_classes * length * (2 C s^2 + M^2 + 16)`` bytes at
-    most (:meth:`bound_bytes`): 207 MiB for COCO (80 classes, C 256, 7 x 7,
+    most (:meth:`bound_bytes`): 198 MiB for COCO (80 classes, C 256, 7 x 7,
     28 x 28). The release keeps the first 20 class queues on the GPU and
     the rest on the CPU; here entries stay on the device they were pushed
     from (``storage_device='cpu'`` forces the CPU).
