@@ -22,10 +22,17 @@ def model_and_pairs(tmp_path_factory):
     load_tool('tools/misc/make_toy_correspondence_pairs.py',
               'make_toy_correspondence_pairs').generate(
                   pairs, num_pairs=2, img_size=96, num_keypoints=4)
-    torch.manual_seed(0)
-    model = init_detector(CFG, None, device='cpu')
-    ckpt = str(out / 'init.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    ckpt = load_tool('tools/analysis_tools/init_checkpoint.py',
+                     'init_checkpoint').save_init_checkpoint(
+                         CFG, str(out / 'init.pth'), seed=0)
+    model = init_detector(CFG, ckpt, device='cpu')
+    # seeded: the same weights again
+    again = torch.load(
+        load_tool('tools/analysis_tools/init_checkpoint.py',
+                  'init_checkpoint').save_init_checkpoint(
+                      CFG, str(out / 'again.pth'), seed=0))['state_dict']
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again[key]), key
     return model, ckpt, pairs
 
 
