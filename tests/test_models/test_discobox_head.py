@@ -153,9 +153,11 @@ def build(cfg, bank=True):
     return model
 
 
-def first_losses(with_masks):
+def first_losses(with_masks, method='message_passing'):
     """Losses of one batch with every gate open and a 2-object bank."""
-    model = build(toy_model_cfg())
+    cfg = toy_model_cfg()
+    cfg.mask_head.correspondence = dict(method=method)
+    model = build(cfg)
     model.memory_bank.push(
         torch.tensor([0, 0]), torch.rand(2, 128, 7, 7), torch.rand(2, 28, 28),
         torch.tensor([[0, 0, 30, 30.]] * 2))
@@ -282,3 +284,12 @@ def test_images_without_objects_and_tiny_boxes():
     sample.gt_instances.box_masks = torch.zeros(0, 16, 16, dtype=torch.bool)
     losses = model(**data, mode='loss')
     assert torch.isfinite(sum(v for k, v in losses.items() if 'loss' in k))
+
+
+def test_sinkhorn_solver_trains():
+    """The paper's solver in the training loop: its own targets, so a
+    different L_nce, and the same MIL loss."""
+    ref, ot = first_losses(False), first_losses(False, method='sinkhorn')
+    assert ot['loss_corr'] > 0 and ot['loss_corr'] != ref['loss_corr']
+    assert ot['loss_mask'] == ref['loss_mask']
+    assert ot['corr_queries'] == ref['corr_queries']
