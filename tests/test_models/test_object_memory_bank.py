@@ -128,3 +128,23 @@ def test_state_dict_round_trip_and_bound():
     assert bank.bound_bytes(C, S, M) == 3 * 3 * (2 * C * S * S + M * M + 16)
     with pytest.raises(KeyError, match='memory_bank lacks'):
         other.load_state_dict(dict(entries=[]))
+
+
+def test_hook_refuses_a_bank_that_returns_too_few_partners():
+    from mmboxseg.engine.hooks import MemoryBankHook
+
+    class Receiver:
+        memory_bank = None
+        min_bank_size = 5
+
+    class Runner:
+        model = Receiver()
+
+    hook = MemoryBankHook(
+        bank=dict(type='ObjectMemoryBank', num_classes=2, max_retrieval=4))
+    with pytest.raises(ValueError, match='at most 4'):
+        hook.before_train(Runner())
+    hook = MemoryBankHook(
+        bank=dict(type='ObjectMemoryBank', num_classes=2, max_retrieval=5))
+    hook.before_train(Runner())
+    assert Runner.model.memory_bank is hook.bank

@@ -84,7 +84,7 @@ class MemoryBankHook(Hook):
                 raise ValueError(
                     f'MemoryBankHook: {type(receiver).__name__} waits for '
                     f'{need} entries but the bank holds {self.bank.length}; '
-                    'the bank would never be used')
+                    'it would never run')
             most = getattr(self.bank, 'max_retrieval', None)
             if need is not None and most is not None and need > most:
                 raise ValueError(
