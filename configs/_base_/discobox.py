@@ -123,3 +123,25 @@ pair_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape',
                   'trg_keypoints', 'src_bbox', 'trg_bbox', 'keypoint_valid',
                   'trg_keypoints_ori', 'trg_bbox_ori', 'trg_ori_shape',
                   'trg_scale', 'trg_img_path')
+
+# Correspondence test configs: image pairs in PF-PASCAL's CSV format and
+# PCK@alpha; a config sets the data set's root, file, prefix and pair size
+pair_test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=False,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        _scope_='mmboxseg',
+        type='PFPascalPairDataset',
+        test_mode=True,
+        pipeline=[
+            dict(type='LoadCorrespondencePair', scale=(320, 320)),
+            dict(type='PackDetInputs', meta_keys=pair_meta_keys)
+        ]))
+pck_evaluator = dict(
+    _scope_='mmboxseg',
+    type='PCKMetric',
+    alphas=(0.05, 0.1, 0.15),
+    normalisations=('bbox', 'image'))

@@ -6,29 +6,19 @@
 #       --checkpoint work_dirs/discobox_solov2_r18_fpn_toy/iter_1500.pth
 _base_ = './discobox_solov2_r18_fpn_toy.py'
 
-test_pipeline = [
-    dict(type='LoadCorrespondencePair', scale=(128, 128)),
-    dict(type='PackDetInputs', meta_keys=_base_.pair_meta_keys)
-]
 test_dataloader = dict(
+    _base_.pair_test_dataloader,
     _delete_=True,
     batch_size=8,
     num_workers=1,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        _scope_='mmboxseg',
-        type='PFPascalPairDataset',
+        _base_.pair_test_dataloader.dataset,
         data_root='data/toy_pairs/',
         ann_file='pairs.csv',
         data_prefix=dict(img='images/'),
         metainfo=_base_.metainfo,
-        test_mode=True,
-        pipeline=test_pipeline))
-test_evaluator = dict(
-    _delete_=True,
-    _scope_='mmboxseg',
-    type='PCKMetric',
-    alphas=(0.05, 0.1, 0.15),
-    normalisations=('bbox', 'image'))
+        pipeline=[
+            dict(type='LoadCorrespondencePair', scale=(128, 128)),
+            dict(type='PackDetInputs', meta_keys=_base_.pair_meta_keys)
+        ]))
+test_evaluator = dict(_base_.pck_evaluator, _delete_=True)

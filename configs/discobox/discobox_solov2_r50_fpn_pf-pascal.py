@@ -10,29 +10,12 @@
 #   data/PF-PASCAL/JPEGImages/
 _base_ = './discobox_solov2_r50_fpn_6x_voc-aug.py'
 
-pair_scale = (320, 320)
-test_pipeline = [
-    dict(type='LoadCorrespondencePair', scale=pair_scale),
-    dict(type='PackDetInputs', meta_keys=_base_.pair_meta_keys)
-]
 test_dataloader = dict(
+    _base_.pair_test_dataloader,
     _delete_=True,
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        _scope_='mmboxseg',
-        type='PFPascalPairDataset',
+        _base_.pair_test_dataloader.dataset,
         data_root='data/PF-PASCAL/',
         ann_file='test_pairs.csv',
-        data_prefix=dict(img='JPEGImages/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-test_evaluator = dict(
-    _delete_=True,
-    _scope_='mmboxseg',
-    type='PCKMetric',
-    alphas=(0.05, 0.1, 0.15),
-    normalisations=('bbox', 'image'))
+        data_prefix=dict(img='JPEGImages/')))
+test_evaluator = dict(_base_.pck_evaluator, _delete_=True)

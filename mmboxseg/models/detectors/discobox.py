@@ -1,5 +1,4 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
-import copy
 from typing import Optional, Tuple
 
 import numpy as np
@@ -97,11 +96,12 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
                  with_correspondence: bool = True,
                  correspondence_test_cfg: Optional[dict] = None,
                  inference_with: str = 'student') -> None:
-        teacher = SOLOv2(
-            backbone=copy.deepcopy(backbone),
-            neck=copy.deepcopy(neck),
-            mask_head=copy.deepcopy(mask_head),
-            test_cfg=copy.deepcopy(test_cfg))
+        teacher = self.teacher_like(
+            SOLOv2,
+            backbone=backbone,
+            neck=neck,
+            mask_head=mask_head,
+            test_cfg=test_cfg)
         super().__init__(
             backbone=backbone,
             neck=neck,

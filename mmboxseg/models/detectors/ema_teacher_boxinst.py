@@ -1,6 +1,4 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
-import copy
-
 from mmdet.models.detectors import BoxInst
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
@@ -28,13 +26,14 @@ class EMATeacherBoxInst(EMATeacherMixin, BoxInst):
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None,
                  inference_with: str = 'teacher') -> None:
-        teacher = BoxInst(
-            backbone=copy.deepcopy(backbone),
-            neck=copy.deepcopy(neck),
-            bbox_head=copy.deepcopy(bbox_head),
-            mask_head=copy.deepcopy(mask_head),
-            train_cfg=copy.deepcopy(train_cfg),
-            test_cfg=copy.deepcopy(test_cfg))
+        teacher = self.teacher_like(
+            BoxInst,
+            backbone=backbone,
+            neck=neck,
+            bbox_head=bbox_head,
+            mask_head=mask_head,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg)
         super().__init__(
             backbone=backbone,
             neck=neck,

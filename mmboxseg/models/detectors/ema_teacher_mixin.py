@@ -1,4 +1,6 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
+import copy
+
 import torch
 import torch.nn as nn
 from mmdet.structures import SampleList
@@ -23,6 +25,12 @@ class EMATeacherMixin:
     mmdet's FCOS head scales boxes by the stride only in eval mode).
     ``ema_updates`` counts the hook's updates.
     """
+
+    @staticmethod
+    def teacher_like(detector_cls: type, **configs) -> nn.Module:
+        """A detector of ``detector_cls`` built from deep copies of the
+        student's ``configs`` (the student's builders may modify them)."""
+        return detector_cls(**copy.deepcopy(configs))
 
     def setup_teacher(self, teacher: nn.Module, inference_with: str) -> None:
         if inference_with not in INFERENCE_MODELS:
