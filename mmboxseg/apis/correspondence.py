@@ -161,19 +161,28 @@ def transfer_keypoints(model,
                        keypoints: Sequence[Sequence[float]],
                        box_a: Optional[Sequence[float]] = None,
                        box_b: Optional[Sequence[float]] = None,
-                       grid: Optional[int] = None) -> np.ndarray:
+                       grid: Optional[int] = None,
+                       correspondence: Optional[dict] = None) -> np.ndarray:
     """Move ``keypoints [N, 2]`` (x, y, original pixels of ``image_a``) to
     ``image_b``: each keypoint takes the match of the RoI cell it falls in
-    (:func:`dense_correspondence`; points outside the box are clamped to
-    its border cells).
+    (:meth:`DiscoBox.transfer_keypoints`; points outside the box are
+    clamped to its border cells).
+
+    Args:
+        correspondence (dict, optional): A :func:`dense_correspondence`
+            result for these images, reused instead of running the network
+            again (the boxes and grid arguments are then ignored).
 
     Returns:
         np.ndarray: ``[N, 2]`` in ``image_b``'s original pixels.
     """
-    out = dense_correspondence(model, image_a, image_b, box_a, box_b, grid)
-    kps = np.asarray(keypoints, dtype=np.float32).reshape(-1, 2)
-    g = out['grid']
-    box = out['box_a']
-    cells = np.floor((kps - box[:2]) / np.maximum(box[2:] - box[:2], 1e-6) *
-                     g).astype(int).clip(0, g - 1)
-    return out['points_b'][cells[:, 1] * g + cells[:, 0]]
+    out = correspondence or dense_correspondence(model, image_a, image_b,
+                                                 box_a, box_b, grid)
+    # box-relative cell positions do not change with the resize, so the
+    # lookup runs in original pixels
+    points = model.transfer_keypoints(
+        torch.from_numpy(out['scores_matrix']), out['grid'],
+        torch.from_numpy(out['box_a']).float(),
+        torch.from_numpy(out['box_b']).float(),
+        torch.as_tensor(np.asarray(keypoints, np.float32)).view(-1, 2))
+    return points.numpy()

@@ -11,9 +11,9 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-from mmboxseg.models.dense_heads.discobox_solov2_head import mask_extents
 from mmboxseg.models.losses import BoxProjectionLoss
-from mmboxseg.models.utils import ObjectMemoryBank, strided_box_masks
+from mmboxseg.models.utils import (ObjectMemoryBank, masks_to_boxes,
+                                   strided_box_masks)
 from mmboxseg.registry import MODELS
 from mmboxseg.utils import register_all_modules
 from ..conftest import REPO
@@ -238,11 +238,11 @@ def test_correspondence_gate_without_a_bank_is_an_error():
         model(**toy_batch(model), mode='loss')
 
 
-def test_mask_extents():
+def test_boxes_from_mask_extents():
     masks = torch.zeros(3, 5, 6, dtype=torch.bool)
     masks[0, 1:3, 2:5] = True
     masks[1, 4, 0] = True
-    boxes = mask_extents(masks)
+    boxes = masks_to_boxes(masks)
     assert boxes.tolist() == [[2, 1, 5, 3], [0, 4, 1, 5], [0, 0, 0, 0]]
 
 

@@ -52,6 +52,12 @@ def test_an_image_matches_itself(model_and_pairs):
     kps = transfer_keypoints(
         model, img, img, [[12, 20], [70, 78]], box, box, grid=8)
     assert kps.shape == (2, 2)
+    # a given correspondence is reused, with the same result; the first
+    # keypoint sits at cell 0's centre, so it moves to that cell's match
+    again = transfer_keypoints(
+        model, img, img, [[12, 20], [70, 78]], correspondence=out)
+    np.testing.assert_array_equal(again, kps)
+    np.testing.assert_allclose(kps[0], out['points_b'][0], atol=1e-4)
 
 
 def test_transfer_keypoints_tool(model_and_pairs, tmp_path, capsys):

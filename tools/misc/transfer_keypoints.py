@@ -91,9 +91,8 @@ def main(argv=None):
     if args.keypoints:
         from mmboxseg.apis import transfer_keypoints
         points_a = np.asarray(args.keypoints, np.float32)
-        points_b = transfer_keypoints(model, args.image_a, args.image_b,
-                                      points_a, out['box_a'], out['box_b'],
-                                      args.grid)
+        points_b = transfer_keypoints(
+            model, args.image_a, args.image_b, points_a, correspondence=out)
         result = dict(
             keypoints_a=points_a.tolist(),
             keypoints_b=points_b.round(2).tolist())

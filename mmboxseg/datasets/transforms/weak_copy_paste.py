@@ -6,22 +6,8 @@ import torch.nn.functional as F
 from mmcv.transforms import BaseTransform
 from torch import Tensor
 
-from mmboxseg.models.utils import strided_box_masks
+from mmboxseg.models.utils import masks_to_boxes, strided_box_masks
 from mmboxseg.registry import TRANSFORMS
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """Tight ``[K, 4]`` boxes ``(x_min, y_min, x_max + 1, y_max + 1)`` of
-    ``[K, h, w]`` bool masks; all-zero for an empty mask. The output of
-    mmdet's ``mask2bbox``, without its per-mask Python loop."""
-    rows, cols = masks.any(dim=2), masks.any(dim=1)
-    h, w = masks.shape[-2:]
-    y1 = rows.float().argmax(dim=1)
-    y2 = h - rows.flip(1).float().argmax(dim=1)
-    x1 = cols.float().argmax(dim=1)
-    x2 = w - cols.flip(1).float().argmax(dim=1)
-    boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
-    return boxes * rows.any(dim=1, keepdim=True)
 
 
 @TRANSFORMS.register_module()

@@ -12,8 +12,9 @@ from torch import Tensor
 
 from mmboxseg.models.losses import projection_dice
 from mmboxseg.models.utils import (contrast_sensitive_kernel, cost_volume,
-                                   mean_field, relu_l2_normalise,
-                                   solve_correspondence, transfer_masks)
+                                   masks_to_boxes, mean_field,
+                                   relu_l2_normalise, solve_correspondence,
+                                   transfer_masks)
 from mmboxseg.registry import MODELS
 
 MEAN_FIELD_DEFAULTS = dict(
@@ -531,23 +532,5 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
         release; mmdet's SOLOv2 leaves them zero), so box AP is
         meaningful."""
         results = super()._predict_by_feat_single(*args, **kwargs)
-        results.bboxes = mask_extents(results.masks)
+        results.bboxes = masks_to_boxes(results.masks)
         return results
-
-
-def mask_extents(masks: Tensor) -> Tensor:
-    """``[N, 4]`` float boxes ``(x1, y1, x2 + 1, y2 + 1)`` enclosing each
-    ``[N, H, W]`` bool mask; zeros for an empty mask."""
-    if masks.numel() == 0:
-        return masks.new_zeros(len(masks), 4, dtype=torch.float32)
-    cols, rows = masks.any(dim=1), masks.any(dim=2)
-    w, h = cols.shape[1], rows.shape[1]
-    xs = torch.arange(w, device=masks.device)
-    ys = torch.arange(h, device=masks.device)
-    x1 = torch.where(cols, xs, w).amin(dim=1)
-    x2 = torch.where(cols, xs + 1, 0).amax(dim=1)
-    y1 = torch.where(rows, ys, h).amin(dim=1)
-    y2 = torch.where(rows, ys + 1, 0).amax(dim=1)
-    boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
-    return torch.where(
-        cols.any(dim=1, keepdim=True), boxes, torch.zeros_like(boxes))

@@ -1,6 +1,7 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .box_supervision import (color_similarity, downsample_uint8_images,
-                              strided_box_masks, strided_image_masks)
+                              masks_to_boxes, strided_box_masks,
+                              strided_image_masks)
 from .color_space import rgb_to_lab
 from .dense_correspondence import (cost_volume, geometric_term, mask_marginals,
                                    pass_message, relu_l2_normalise, sinkhorn,
@@ -19,7 +20,7 @@ from .semantic_prototypes import (assign_to_prototypes,
                                   sinkhorn_knopp)
 
 __all__ = [
-    'rgb_to_lab', 'strided_box_masks', 'strided_image_masks',
+    'rgb_to_lab', 'strided_box_masks', 'masks_to_boxes', 'strided_image_masks',
     'color_similarity', 'downsample_uint8_images', 'freeze_as_buffers',
     'assign_pseudo_masks', 'mask_aware_score', 'MemoryBank',
     'positive_mask_weights', 'instance_probability', 'sim_pseudo_labels',
