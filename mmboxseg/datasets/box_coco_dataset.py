@@ -4,7 +4,7 @@ import json
 import os.path as osp
 from collections import Counter
 from numbers import Number
-from typing import List, Union
+from typing import List, Sequence, Union
 
 from mmdet.datasets import CocoDataset
 from mmengine.fileio import get_local_path
@@ -38,12 +38,19 @@ class BoxCocoDataset(CocoDataset):
     - **Missing image files** raise ``FileNotFoundError`` naming the image
       and the annotation file when the data set is built (local files only;
       ``check_image_files=False`` turns the check off).
+    - **Extra fields**: the annotation fields named in
+      ``extra_instance_fields`` (e.g. BoxCaseg's ``proxy_box_agreement``)
+      are copied into the instance dicts, for transforms such as
+      :class:`~mmboxseg.datasets.transforms.LoadProxyAnnotations`; an
+      annotation that lacks one raises :class:`AnnotationFileError`.
 
     Args:
         min_box_size (float): Minimum box width/height in pixels.
             Defaults to 1.
         check_image_files (bool): Check that every image file exists.
             Defaults to True.
+        extra_instance_fields (Sequence[str]): Fields copied from each
+            used annotation into its instance dict. Defaults to ().
         **kwargs: :class:`CocoDataset` arguments.
     """
 
@@ -51,9 +58,15 @@ class BoxCocoDataset(CocoDataset):
                  *args,
                  min_box_size: float = 1.0,
                  check_image_files: bool = True,
+                 extra_instance_fields: Sequence[str] = (),
                  **kwargs) -> None:
         self.min_box_size = min_box_size
         self.check_image_files = check_image_files
+        if isinstance(extra_instance_fields, str):
+            extra_instance_fields = (extra_instance_fields, )
+        self.extra_instance_fields = tuple(extra_instance_fields)
+        # id() of each annotation dict -> its index in the file, for errors
+        self._ann_index = {}
         self.skip_counts = Counter()
         super().__init__(*args, **kwargs)
 
@@ -66,6 +79,10 @@ class BoxCocoDataset(CocoDataset):
         # Same steps as CocoDataset.load_data_list, but the COCO index is
         # built from the validated content instead of parsing the file a
         # second time.
+        self._ann_index = {
+            id(ann): i
+            for i, ann in enumerate(content['annotations'])
+        }
         coco = self.COCOAPI()
         coco.dataset = content
         coco.createIndex()
@@ -83,6 +100,7 @@ class BoxCocoDataset(CocoDataset):
                 self.parse_data_info(
                     dict(raw_ann_info=raw_ann_info,
                          raw_img_info=raw_img_info)))
+        self._ann_index = {}
         ann_ids = [ann['id'] for ann in content['annotations']]
         if self.ANN_ID_UNIQUE and len(set(ann_ids)) != len(ann_ids):
             dup = [k for k, v in Counter(ann_ids).items() if v > 1][:5]
@@ -140,6 +158,15 @@ class BoxCocoDataset(CocoDataset):
                     'counts': [img_h * img_w]
                 }
                 counts['box only'] += 1
+            for field in self.extra_instance_fields:
+                if field not in ann:
+                    where = (f'annotations[{self._ann_index.get(id(ann), "?")}'
+                             f'] (id {ann["id"]})')
+                    _fail(
+                        self.ann_file, f'{where}.{field}',
+                        'missing (named in extra_instance_fields of '
+                        f'{type(self).__name__})')
+                instance[field] = ann[field]
             instances.append(instance)
         if not instances:
             counts['images without boxes'] += 1

@@ -155,9 +155,26 @@ def test_every_config_parses():
         assert cfg.model._scope_ == 'mmboxseg', path
         # every type resolves (pretrained weights load only in init_weights)
         model = MODELS.build(cfg.model)
-        from mmboxseg.models import BoxSupMaskHead, DiscoBoxSOLOv2Head
-        assert isinstance(model.mask_head,
-                          (BoxSupMaskHead, DiscoBoxSOLOv2Head)), path
+        from mmboxseg.models import (BoxCasegHead, BoxSupMaskHead,
+                                     DiscoBoxSOLOv2Head, ProxyFCNMaskHead)
+        if hasattr(model, 'decode_head'):  # BoxCaseg's segmenter
+            assert isinstance(model.decode_head, BoxCasegHead), path
+            sources = cfg.train_dataloader.dataset.datasets
+            assert [d.type
+                    for d in sources] == ['BoxCropDataset',
+                                          'SalientDataset'], path
+            assert cfg.train_dataloader.sampler.type == \
+                'BoxSalientRatioSampler', path
+            for key in ('val_dataloader', 'test_dataloader'):
+                assert cfg[key].dataset.type == 'BoxCropDataset', (path, key)
+                assert cfg[key].dataset.with_mask, (path, key)
+            continue
+        if hasattr(model, 'roi_head'):  # BoxCaseg's Proxy Mask R-CNN
+            assert isinstance(model.roi_head.mask_head, ProxyFCNMaskHead), \
+                path
+        else:
+            assert isinstance(model.mask_head,
+                              (BoxSupMaskHead, DiscoBoxSOLOv2Head)), path
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             allowed = ('BoxCocoDataset', )
             if key == 'test_dataloader':  # correspondence test configs

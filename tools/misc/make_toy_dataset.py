@@ -32,6 +32,30 @@ of one split does not change the content of the others.
 Example::
 
     python tools/misc/make_toy_dataset.py --out data/toy --seed 0
+
+Salient mode (``--salient``) instead writes a DUTS-TR style salient-object
+dataset for training class-agnostic segmentation jointly with box crops
+(BoxCaseg)::
+
+    python tools/misc/make_toy_dataset.py --salient --out data/toy_salient \
+        --num-salient 300 --seed 0 [--img-size 128]
+
+    DUTS-TR-Image/000000.png ...   # RGB
+    DUTS-TR-Mask/000000.png ...    # 8-bit grayscale, 0 bg / 255 object
+    meta.json
+    README.txt
+
+Backgrounds and object textures (the close-colour case included) are the
+toy dataset's, but the objects come from four shape families disjoint from
+its classes (smooth star-convex ``blob``, ``triangle``, ``cross``,
+``ellipse``): salient objects need not share the target categories. Each
+image shows one large, roughly centred object (tight box side 35-85% of the
+image side), except exactly one image of every block of ten consecutive
+ones (chosen by the seed), which shows two separate, non-touching objects,
+both in the mask -- DUTS-TR has such images too, and they give
+``SalientDataset(single_object=True)`` something to filter. The salient
+images draw from their own random streams, so the default mode's output
+does not depend on this mode.
 """
 import argparse
 import json
@@ -53,6 +77,11 @@ CATEGORIES = (
     dict(id=4, name='ell', supercategory='shape'),
 )
 SPLITS = ('train', 'val', 'test')
+# Names of the per-image random streams (the position is the first spawn key
+# of :func:`image_rng`). The COCO splits keep their positions, so adding the
+# salient streams leaves the default mode's output byte-identical;
+# ``salient_multi`` draws which image of each block of ten holds two objects.
+RNG_STREAMS = SPLITS + ('salient', 'salient_multi')
 
 # Fill ratio (mask area / tight box area) accepted for a full shape.
 SHAPE_FILL_RANGE = (0.30, 0.70)
@@ -71,6 +100,20 @@ CLOSE_COLOUR_PROB = 0.15
 PLACEMENT_TRIES = 30
 SHAPE_TRIES = 200
 
+SALIENT_FORMAT_VERSION = 1
+SALIENT_DIRS = ('DUTS-TR-Image', 'DUTS-TR-Mask')
+# Longer side of the single salient object's tight box, as a fraction of
+# the image side: salient object datasets frame one large object.
+SALIENT_SIZE_RANGE = (0.35, 0.85)
+# Largest offset of the single object's centre from the image centre.
+SALIENT_CENTRE_JITTER = 0.1
+# Box side range of each object of a two-object image (further capped so
+# that each fits into its half of the image).
+SALIENT_MULTI_SIZE_RANGE = (0.25, 0.45)
+# Exactly one image of each block of this many consecutive salient images
+# holds two objects (~10%).
+SALIENT_MULTI_BLOCK = 10
+
 
 # ---------------------------------------------------------------------------
 # Minimal PNG writer and COCO RLE encoder (no heavy dependencies)
@@ -82,18 +125,27 @@ def _png_chunk(tag, data):
 
 
 def encode_png(img):
-    """Encode an ``(H, W, 3)`` uint8 RGB array as PNG bytes.
+    """Encode an ``(H, W, 3)`` uint8 RGB or ``(H, W)`` uint8 grayscale array
+    as PNG bytes (8 bits per sample, colour type 2 or 0 respectively).
 
     Every scanline uses filter type 0 (None); the pixel data are
     compressed with ``zlib`` at level 9, so the output is deterministic.
+    Grayscale is what the salient masks need: readers such as
+    ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)`` and ``PIL`` mode ``'L'``
+    get the stored 0/255 values back unchanged.
     """
     img = np.ascontiguousarray(img, dtype=np.uint8)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'expected an (H, W, 3) image, got {img.shape}')
+    if img.ndim == 2:
+        channels, colour_type = 1, 0
+    elif img.ndim == 3 and img.shape[2] == 3:
+        channels, colour_type = 3, 2
+    else:
+        raise ValueError(
+            f'expected an (H, W, 3) or (H, W) image, got {img.shape}')
     height, width = img.shape[:2]
-    raw = np.zeros((height, width * 3 + 1), dtype=np.uint8)
-    raw[:, 1:] = img.reshape(height, width * 3)
-    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    raw = np.zeros((height, width * channels + 1), dtype=np.uint8)
+    raw[:, 1:] = img.reshape(height, width * channels)
+    header = struct.pack('>IIBBBBB', width, height, 8, colour_type, 0, 0, 0)
     return b''.join([
         b'\x89PNG\r\n\x1a\n',
         _png_chunk(b'IHDR', header),
@@ -447,12 +499,213 @@ def make_image(rng, img_size, allow_empty):
 
 
 # ---------------------------------------------------------------------------
+# Salient images (--salient)
+# ---------------------------------------------------------------------------
+def _dilate(mask, radius=1):
+    """Binary dilation of a bool mask with a ``(2 r + 1)^2`` square."""
+    height, width = mask.shape
+    padded = np.pad(mask, radius)
+    out = np.zeros_like(mask)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out |= padded[dy:dy + height, dx:dx + width]
+    return out
+
+
+def _is_connected(mask):
+    """Whether the True pixels of ``mask`` form one 8-connected component.
+
+    A geodesic flood fill from the first pixel; used to reject a shape
+    whose rasterisation broke into pieces (a thin arm or a sharp tip), which
+    would make a single-object salient image look like a multi-object one.
+    """
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return False
+    filled = np.zeros_like(mask)
+    filled[ys[0], xs[0]] = True
+    while True:
+        grown = _dilate(filled) & mask
+        if (grown == filled).all():
+            return bool((filled == mask).all())
+        filled = grown
+
+
+def _blob(rng, size):
+    """Smooth star-convex blob.
+
+    The radius is ``1 + sum_k a_k sin(k t + p_k)`` over the harmonics
+    ``k = 2, 3, 4`` with amplitudes summing to 0.15-0.45: a few gentle
+    lobes, never the sharp spikes of the toy class ``star``.
+    """
+    harmonics = np.array([2.0, 3.0, 4.0])
+    amps = rng.uniform(0, 1, size=3) / harmonics
+    amps *= rng.uniform(0.15, 0.45) / amps.sum()
+    phases = rng.uniform(0, 2 * np.pi, size=3)
+    t = np.linspace(0, 2 * np.pi, 128, endpoint=False)
+    radius = 1.0 + (amps[:, None] * np.sin(harmonics[:, None] * t +
+                                           phases[:, None])).sum(axis=0)
+    verts = np.stack([radius * np.cos(t), radius * np.sin(t)], 1)
+    verts[:, 1] *= rng.uniform(0.65, 1.0)
+    verts = _fit_polygon(_rotate(verts, rng.uniform(0, 2 * np.pi)), size)
+    xs, ys = _patch_grid(size)
+    return _polygon_mask(xs, ys, verts)
+
+
+def _triangle(rng, size):
+    """Triangle with all angles >= 25 degrees.
+
+    Its vertices lie on a circle; each angle is half the opposite arc, so
+    arcs of at least 50 degrees bound the angles (no needle-thin tips).
+    """
+    min_arc = np.deg2rad(50)
+    arcs = min_arc + (2 * np.pi - 3 * min_arc) * rng.dirichlet((2, 2, 2))
+    angles = rng.uniform(0, 2 * np.pi) + np.cumsum(arcs)
+    verts = np.stack([np.cos(angles), np.sin(angles)], 1)
+    verts = _fit_polygon(verts, size)
+    xs, ys = _patch_grid(size)
+    return _polygon_mask(xs, ys, verts)
+
+
+def _cross(rng, size):
+    """Plus sign: two perpendicular bars crossing near their middles.
+
+    Bars are 20-34% of their span thick and cross at 40-60% of it, so all
+    four arms stick out (unlike the two-armed toy class ``ell``).
+    """
+    height = rng.uniform(0.7, 1.0)
+    bar_h = rng.uniform(0.2, 0.34) * height  # thickness, horizontal bar
+    bar_v = rng.uniform(0.2, 0.34)  # thickness, vertical bar
+    cy = rng.uniform(0.4, 0.6) * height
+    cx = rng.uniform(0.4, 0.6)
+    rects = np.array([[[0, cy - bar_h / 2], [1, cy - bar_h / 2],
+                       [1, cy + bar_h / 2], [0, cy + bar_h / 2]],
+                      [[cx - bar_v / 2, 0], [cx + bar_v / 2, 0],
+                       [cx + bar_v / 2, height], [cx - bar_v / 2, height]]],
+                     dtype=np.float64)
+    verts = _rotate(rects.reshape(8, 2), rng.uniform(0, 2 * np.pi))
+    verts = _fit_polygon(verts, size).reshape(2, 4, 2)
+    xs, ys = _patch_grid(size)
+    return _polygon_mask(xs, ys, verts[0]) | _polygon_mask(xs, ys, verts[1])
+
+
+def _ellipse(rng, size):
+    """Filled ellipse (axis ratio 0.45-0.9), arbitrary rotation."""
+    a, b = 1.0, rng.uniform(0.45, 0.9)
+    angle = rng.uniform(0, np.pi)
+    c, s = np.cos(angle), np.sin(angle)
+    scale = size / (2.0 * max(np.hypot(a * c, b * s), np.hypot(a * s, b * c)))
+    xs, ys = _patch_grid(size)
+    u, v = xs * c + ys * s, -xs * s + ys * c
+    return (u / (a * scale))**2 + (v / (b * scale))**2 <= 1.0
+
+
+# Shape families of the salient images, disjoint from CATEGORIES: the
+# salient objects need not share the target data's categories.
+SALIENT_SHAPES = (('blob', _blob), ('triangle', _triangle), ('cross', _cross),
+                  ('ellipse', _ellipse))
+
+
+def sample_salient_shape(rng, kind, min_side, max_side):
+    """Sample a cropped, 8-connected binary shape of salient family kind.
+
+    The longer side of its tight box is uniform in ``[min_side, max_side]``
+    pixels.
+    """
+    name, func = SALIENT_SHAPES[kind]
+    for _ in range(SHAPE_TRIES):
+        mask = func(rng, rng.uniform(min_side, max_side))
+        box = mask_box(mask)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        mask = mask[y0:y1 + 1, x0:x1 + 1]
+        if (min_side <= max(mask.shape) <= max_side and _is_connected(mask)):
+            return mask
+    raise RuntimeError(f'could not sample a valid salient {name} shape')
+
+
+def salient_multi_index(seed, block):
+    """Index of the one two-object image of the block ``block`` of
+    :data:`SALIENT_MULTI_BLOCK` consecutive salient images.
+
+    Drawn from its own stream, so that which images hold two objects is
+    fixed by the seed alone, independent of ``--num-salient``.
+    """
+    rng = image_rng(seed, 'salient_multi', block)
+    return block * SALIENT_MULTI_BLOCK + int(rng.integers(SALIENT_MULTI_BLOCK))
+
+
+def make_salient_image(rng, img_size, multi):
+    """Compose one salient image on a toy-style background.
+
+    One large, roughly centred object; or, when ``multi``, two smaller
+    objects in the two halves of the image (split left/right or top/bottom)
+    separated by a gap of at least 2 px, so that they never form one
+    8-connected component.
+
+    Returns:
+        tuple: ``(img, mask, shapes)``: ``img`` an ``(S, S, 3)`` uint8 RGB
+        array, ``mask`` an ``(S, S)`` uint8 array with 255 on the union of
+        the objects and 0 elsewhere, and ``shapes`` a list of ``(kind,
+        box_side)`` per object.
+    """
+    bg = make_background(rng, img_size)
+    placed = []
+    if not multi:
+        lo, hi = SALIENT_SIZE_RANGE
+        kind = int(rng.integers(len(SALIENT_SHAPES)))
+        shape = sample_salient_shape(rng, kind, lo * img_size, hi * img_size)
+        sh, sw = shape.shape
+        cx, cy = img_size / 2.0 + img_size * rng.uniform(
+            -SALIENT_CENTRE_JITTER, SALIENT_CENTRE_JITTER, size=2)
+        x0 = int(np.clip(round(cx - sw / 2.0), 0, img_size - sw))
+        y0 = int(np.clip(round(cy - sh / 2.0), 0, img_size - sh))
+        placed.append((kind, shape, x0, y0))
+    else:
+        half_gap = max(1, img_size // 32)
+        mid = img_size // 2
+        lo = SALIENT_MULTI_SIZE_RANGE[0] * img_size
+        hi = min(SALIENT_MULTI_SIZE_RANGE[1] * img_size, mid - half_gap)
+        split_rows = rng.random() < 0.5  # top/bottom instead of left/right
+        for lo_a, hi_a in ((0, mid - half_gap), (mid + half_gap, img_size)):
+            kind = int(rng.integers(len(SALIENT_SHAPES)))
+            shape = sample_salient_shape(rng, kind, lo, hi)
+            sh, sw = shape.shape
+            along, across = (sh, sw) if split_rows else (sw, sh)
+            a0 = int(rng.integers(lo_a, hi_a - along + 1))
+            b0 = int(rng.integers(0, img_size - across + 1))
+            x0, y0 = (b0, a0) if split_rows else (a0, b0)
+            placed.append((kind, shape, x0, y0))
+
+    img, union, shapes = bg, np.zeros((img_size, img_size), bool), []
+    for kind, shape, x0, y0 in placed:
+        full = np.zeros((img_size, img_size), dtype=bool)
+        full[y0:y0 + shape.shape[0], x0:x0 + shape.shape[1]] = shape
+        # same colour model as the toy images, close-colour case included
+        if rng.random() < CLOSE_COLOUR_PROB:
+            base = bg[full].mean(axis=0) + rng.uniform(-15, 15, 3)
+        else:
+            base = rng.uniform(20, 235, size=3)
+        tex = make_object_texture(rng, img_size, base)
+        img = np.where(full[..., None], tex, img)
+        union |= full
+        shapes.append((SALIENT_SHAPES[kind][0], max(shape.shape)))
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return img, union.astype(np.uint8) * 255, shapes
+
+
+# ---------------------------------------------------------------------------
 # Dataset writing
 # ---------------------------------------------------------------------------
 def image_rng(seed, split, index):
-    """Independent generator for image ``index`` of ``split``."""
+    """Independent generator for image ``index`` of ``split``.
+
+    ``split`` is any name of :data:`RNG_STREAMS`: a COCO split, or one of
+    the salient mode's streams.
+    """
     seq = np.random.SeedSequence(
-        int(seed), spawn_key=(SPLITS.index(split), int(index)))
+        int(seed), spawn_key=(RNG_STREAMS.index(split), int(index)))
     return np.random.default_rng(seq)
 
 
@@ -471,8 +724,21 @@ def _split_sizes(meta):
         train=meta['num_train'], val=meta['num_val'], test=meta['num_test'])
 
 
+def _make_salient_meta(seed, num_salient, img_size):
+    return dict(
+        format_version=SALIENT_FORMAT_VERSION,
+        mode='salient',
+        seed=int(seed),
+        num_salient=int(num_salient),
+        img_size=int(img_size))
+
+
 def is_complete(out_dir, meta):
-    """Whether ``out_dir`` holds a complete dataset generated with meta."""
+    """Whether ``out_dir`` holds a complete dataset generated with meta.
+
+    ``meta`` is either the default mode's or (``mode='salient'``) the
+    salient mode's; the two never compare equal.
+    """
     meta_file = osp.join(out_dir, 'meta.json')
     if not osp.isfile(meta_file):
         return False
@@ -482,6 +748,10 @@ def is_complete(out_dir, meta):
                 return False
     except (OSError, ValueError):
         return False
+    if meta.get('mode') == 'salient':
+        return all(
+            osp.isfile(osp.join(out_dir, folder, f'{i:06d}.png'))
+            for folder in SALIENT_DIRS for i in range(meta['num_salient']))
     for split, num in _split_sizes(meta).items():
         names = [f'instances_{split}.json']
         if split == 'train':
@@ -662,15 +932,107 @@ def generate(out_dir,
     return stats
 
 
+def _salient_readme(meta, out_dir, multi):
+    block = SALIENT_MULTI_BLOCK
+    return (
+        'mmboxseg toy salient dataset: synthetic salient-object images in '
+        'the DUTS-TR layout, for training class-agnostic segmentation '
+        'jointly with box crops (BoxCaseg). '
+        f"DUTS-TR-Image/ holds {meta['num_salient']} RGB PNG images of "
+        f"{meta['img_size']}x{meta['img_size']} px and DUTS-TR-Mask/ the "
+        'masks of the same names (8-bit grayscale PNG, 0 background, 255 '
+        'object). Backgrounds and object textures are those of the toy '
+        'dataset (make_toy_dataset.py without --salient), but the objects '
+        'are of four other shape families (blob, triangle, cross, ellipse), '
+        'disjoint from its classes (ring, crescent, star, ell): salient '
+        'objects need not share the target categories. Each image has one '
+        'large, roughly centred object (tight box side 35-85% of the image '
+        f'side), except one image in every block of {block} consecutive '
+        f'ones ({len(multi)} images here: {", ".join(multi) or "none"}) '
+        'which has TWO separate, non-touching objects, both in the mask, '
+        'like the multi-object images of DUTS-TR; SalientDataset('
+        'single_object=True) filters them out. Generated deterministically '
+        f"with seed {meta['seed']} by: python tools/misc/make_toy_dataset.py "
+        f"--salient --out {out_dir} --num-salient {meta['num_salient']} "
+        f"--seed {meta['seed']} --img-size {meta['img_size']}\n")
+
+
+def generate_salient(out_dir, seed=0, num_salient=300, img_size=128):
+    """Generate the salient dataset in ``out_dir`` (always rewrites).
+
+    Image ``i`` draws from the ``'salient'`` stream of :func:`image_rng`
+    (not used by the default mode, whose output is therefore unchanged);
+    whether it holds two objects comes from :func:`salient_multi_index`.
+
+    Returns:
+        dict: ``images`` (count), ``multi`` (indices of the two-object
+        images), ``shapes`` (``(kind, box_side)`` of every object).
+    """
+    if img_size < 32:
+        raise ValueError(f'img_size must be >= 32, got {img_size}')
+    if num_salient < 0:
+        raise ValueError(f'num_salient must be >= 0, got {num_salient}')
+    meta = _make_salient_meta(seed, num_salient, img_size)
+    meta_file = osp.join(out_dir, 'meta.json')
+    if osp.isfile(meta_file):  # invalidate until the new one is complete
+        os.remove(meta_file)
+    dirs = [osp.join(out_dir, folder) for folder in SALIENT_DIRS]
+    for folder in dirs:
+        os.makedirs(folder, exist_ok=True)
+        # remove stale files of a previous (larger) generation
+        for name in sorted(os.listdir(folder)):
+            stem, ext = osp.splitext(name)
+            if ext == '.png' and stem.isdigit() and int(stem) >= num_salient:
+                os.remove(osp.join(folder, name))
+    multi, shapes = [], []
+    progress = _Progress('salient', num_salient)
+    for i in range(num_salient):
+        is_multi = salient_multi_index(seed, i // SALIENT_MULTI_BLOCK) == i
+        img, mask, objects = make_salient_image(
+            image_rng(seed, 'salient', i), img_size, is_multi)
+        for folder, array in zip(dirs, (img, mask)):
+            with open(osp.join(folder, f'{i:06d}.png'), 'wb') as f:
+                f.write(encode_png(array))
+        if is_multi:
+            multi.append(i)
+        shapes.extend(objects)
+        progress.update()
+    progress.close()
+    with open(osp.join(out_dir, 'README.txt'), 'w') as f:
+        f.write(_salient_readme(meta, out_dir, [f'{i:06d}' for i in multi]))
+    _write_json(meta_file, meta)
+    return dict(images=num_salient, multi=multi, shapes=shapes)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Generate a synthetic COCO dataset (boxes-only train, '
-        'boxes + masks val/test) for box-supervised segmentation.')
-    parser.add_argument('--out', default='data/toy', help='output folder')
+        'boxes + masks val/test) for box-supervised segmentation or, with '
+        '--salient, a DUTS-TR style salient-object dataset (images + '
+        'binary masks, objects of shape families disjoint from the COCO '
+        'set\'s classes, one image in ten with two objects).')
+    parser.add_argument(
+        '--out',
+        default=None,
+        help='output folder (default: data/toy, or data/toy_salient with '
+        '--salient)')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
-    parser.add_argument('--num-train', type=int, default=400)
-    parser.add_argument('--num-val', type=int, default=60)
-    parser.add_argument('--num-test', type=int, default=60)
+    parser.add_argument(
+        '--num-train', type=int, default=400, help='ignored with --salient')
+    parser.add_argument(
+        '--num-val', type=int, default=60, help='ignored with --salient')
+    parser.add_argument(
+        '--num-test', type=int, default=60, help='ignored with --salient')
+    parser.add_argument(
+        '--salient',
+        action='store_true',
+        help='write the salient dataset (DUTS-TR-Image/, DUTS-TR-Mask/) '
+        'instead of the COCO one')
+    parser.add_argument(
+        '--num-salient',
+        type=int,
+        default=300,
+        help='number of salient images (with --salient only)')
     parser.add_argument(
         '--img-size', type=int, default=128, help='square image side (px)')
     parser.add_argument(
@@ -680,9 +1042,34 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _main_salient(args):
+    out = args.out if args.out is not None else 'data/toy_salient'
+    meta = _make_salient_meta(args.seed, args.num_salient, args.img_size)
+    if not args.force and is_complete(out, meta):
+        print(f'salient dataset already present at {out} '
+              '(use --force to regenerate)')
+        return 0
+    start = time.time()
+    stats = generate_salient(out, args.seed, args.num_salient, args.img_size)
+    kinds = [kind for kind, _ in stats['shapes']]
+    sides = np.asarray([side for _, side in stats['shapes']], np.float64)
+    kind_txt = ', '.join(f'{name} {kinds.count(name)}'
+                         for name, _ in SALIENT_SHAPES)
+    side_txt = (f', box side {sides.min():.0f}/{sides.mean():.1f}/'
+                f'{sides.max():.0f} px (min/mean/max)' if sides.size else '')
+    print(f"salient: {stats['images']} images, {len(stats['multi'])} with "
+          f'two objects, objects: {kind_txt}{side_txt}')
+    print(f'salient dataset written to {out} in {time.time() - start:.1f}s')
+    return 0
+
+
 def main(argv=None):
     """Command line entry point; returns the exit status."""
     args = parse_args(argv)
+    if args.salient:
+        return _main_salient(args)
+    if args.out is None:
+        args.out = 'data/toy'
     meta = _make_meta(args.seed, args.num_train, args.num_val, args.num_test,
                       args.img_size)
     if not args.force and is_complete(args.out, meta):

@@ -11,6 +11,8 @@ from .frozen_copy import freeze_as_buffers
 from .mean_field import contrast_sensitive_kernel, mean_field, quantise
 from .memory_bank import MemoryBank
 from .object_memory_bank import ObjectMemoryBank
+from .proxy_masks import (merge_smaller_first, paste_crop_probs,
+                          proxy_box_agreement)
 from .pseudo_mask_assignment import assign_pseudo_masks, mask_aware_score
 from .self_correction import (instance_probability, mask_scores,
                               positive_mask_weights, sim_pseudo_labels)
@@ -18,6 +20,7 @@ from .semantic_prototypes import (assign_to_prototypes,
                                   momentum_update_prototypes,
                                   prototype_centroids, semantic_probability,
                                   sinkhorn_knopp)
+from .weight_transfer import WeightTransfer
 
 __all__ = [
     'rgb_to_lab', 'strided_box_masks', 'masks_to_boxes', 'strided_image_masks',
@@ -29,5 +32,6 @@ __all__ = [
     'semantic_probability', 'cost_volume', 'geometric_term', 'mask_marginals',
     'pass_message', 'relu_l2_normalise', 'sinkhorn', 'solve_correspondence',
     'transfer_masks', 'window_mask', 'contrast_sensitive_kernel', 'mean_field',
-    'quantise', 'ObjectMemoryBank'
+    'quantise', 'ObjectMemoryBank', 'WeightTransfer', 'merge_smaller_first',
+    'paste_crop_probs', 'proxy_box_agreement'
 ]

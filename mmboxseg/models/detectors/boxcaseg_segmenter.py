@@ -1,0 +1,177 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.structures import PixelData
+from torch import Tensor
+
+from mmboxseg.registry import MODELS
+
+SOURCES = ('box', 'salient')
+
+
+def minmax_normalise(probs: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per-sample ``(p - min) / (max - min)`` of ``[N, H, W]`` maps (the
+    release's ``normPRED``); a constant map becomes all zero instead of
+    ``0 / 0``."""
+    flat = probs.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1)
+    hi = flat.max(dim=1).values.view(-1, 1, 1)
+    return (probs - lo) / (hi - lo).clamp(min=eps)
+
+
+@MODELS.register_module()
+class BoxCasegSegmenter(BaseModel):
+    """Box-supervised class-agnostic segmenter of BoxCaseg (Wang et al.,
+    CVPR 2021), trained jointly on box crops and salient images (Fig. 4).
+
+    Every sample is a crop: a jittered box crop of a box-annotated image
+    (``metainfo['source'] == 'box'``, label map = its box) or a salient
+    image (``'salient'``, label map = its mask). The loss is Eq. (4):
+
+    - ``loss_mil``: MIL over row/column bags of the weak head, every sample
+      (Eq. 1, unary part);
+    - ``loss_smooth``: the eight-neighbour smooth term of the weak head,
+      every sample, weight 0.05 (Eq. 2);
+    - ``loss_pixel``: binary cross-entropy of the fused salient/transferred
+      logits against the saliency mask, salient samples only (Eq. 3,
+      ``lambda = 0`` for box crops).
+
+    Logits at stride 4 are upsampled bilinearly to the label size first, as
+    in the release. A box crop's label map is its box, so box-supervised
+    training never sees a mask.
+
+    At test time the fused head predicts each crop: sigmoid, per-sample
+    min-max normalisation (release), resize to the crop's size in the
+    original image (``metainfo['crop_shape']``) and threshold.
+
+    Args:
+        backbone (dict): Backbone config (HRNet-W48 in the paper).
+        decode_head (dict): :class:`BoxCasegHead` config.
+        loss_mil (dict): MIL bag loss config.
+        loss_smooth (dict): Smoothness loss config.
+        loss_pixel_weight (float): ``lambda`` of Eq. (4) for salient
+            samples. Defaults to 1.0.
+        test_cfg (dict, optional): ``minmax_normalise`` (bool, default
+            True) and ``mask_thr`` (default 0.5).
+        data_preprocessor (dict, optional): Defaults to
+            ``DetDataPreprocessor``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 decode_head: dict,
+                 loss_mil: dict = dict(type='MILBagLoss'),
+                 loss_smooth: dict = dict(
+                     type='NeighbourSmoothnessLoss', loss_weight=0.05),
+                 loss_pixel_weight: float = 1.0,
+                 test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='DetDataPreprocessor')
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.decode_head = MODELS.build(decode_head)
+        self.loss_mil = MODELS.build(loss_mil)
+        self.loss_smooth = MODELS.build(loss_smooth)
+        self.loss_pixel_weight = loss_pixel_weight
+        test_cfg = dict(test_cfg or {})
+        unknown = set(test_cfg) - {'minmax_normalise', 'mask_thr'}
+        if unknown:
+            raise TypeError(f'unknown test_cfg keys {sorted(unknown)}; '
+                            "expected 'minmax_normalise' and 'mask_thr'")
+        self.minmax = test_cfg.get('minmax_normalise', True)
+        self.mask_thr = test_cfg.get('mask_thr', 0.5)
+
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """Backbone features of ``[N, 3, H, W]`` crops."""
+        return self.backbone(inputs)
+
+    def head_logits(self, inputs: Tensor) -> Dict[str, Tensor]:
+        """The heads' ``[N, H, W]`` logits at the input size."""
+        outs = self.decode_head(self.extract_feat(inputs))
+        size = inputs.shape[-2:]
+        return {
+            k:
+            F.interpolate(v, size=size, mode='bilinear',
+                          align_corners=False)[:, 0]
+            for k, v in outs.items()
+        }
+
+    def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
+        """Eq. (4) on a batch of box crops and salient images."""
+        sources = [s.metainfo.get('source') for s in data_samples]
+        bad = sorted({str(s) for s in sources} - set(SOURCES))
+        if bad:
+            raise ValueError(
+                f'BoxCasegSegmenter needs metainfo "source" in {SOURCES} on '
+                f'every sample (set by BoxCropDataset / SalientDataset and '
+                f'packed through PackDetInputs meta_keys), got {bad}')
+        labels = torch.stack([s.gt_sem_seg.sem_seg[0] for s in data_samples])
+        labels = labels.to(inputs.device).float()
+        logits = self.head_logits(inputs)
+        if labels.shape != logits['weak'].shape:
+            raise ValueError(
+                f'label maps {tuple(labels.shape[-2:])} and inputs '
+                f'{tuple(inputs.shape[-2:])} differ in size; resize both in '
+                'the pipeline')
+        salient = torch.tensor([s == 'salient' for s in sources],
+                               device=inputs.device)
+        losses = dict(
+            loss_mil=self.loss_mil(logits['weak'], labels),
+            loss_smooth=self.loss_smooth(logits['weak']))
+        if salient.any():
+            loss_pixel = F.binary_cross_entropy_with_logits(
+                logits['fused'][salient], labels[salient])
+        else:  # keep every parameter in the graph (DDP)
+            loss_pixel = logits['fused'].sum() * 0
+        losses['loss_pixel'] = self.loss_pixel_weight * loss_pixel
+        losses['salient_frac'] = salient.float().mean().detach()
+        return losses
+
+    @torch.no_grad()
+    def predict_probs(self, inputs: Tensor) -> Tensor:
+        """``[N, H, W]`` foreground probabilities of the fused heads at the
+        input size, min-max normalised per crop when configured."""
+        probs = self.head_logits(inputs)['fused'].sigmoid()
+        return minmax_normalise(probs) if self.minmax else probs
+
+    def predict(self, inputs: Tensor, data_samples: List) -> List:
+        """Adds ``pred_sem_seg`` (``sem_seg``: ``[1, h, w]`` bool mask,
+        ``prob``: ``[1, h, w]`` probabilities) at each crop's original size
+        to the data samples."""
+        probs = self.predict_probs(inputs)
+        for prob, sample in zip(probs, data_samples):
+            h, w = sample.metainfo.get('crop_shape',
+                                       sample.metainfo['ori_shape'])
+            prob = F.interpolate(
+                prob[None, None],
+                size=(int(h), int(w)),
+                mode='bilinear',
+                align_corners=False)[0]
+            sample.pred_sem_seg = PixelData(
+                sem_seg=prob > self.mask_thr, prob=prob)
+        return data_samples
+
+    def _forward(self,
+                 inputs: Tensor,
+                 data_samples: Optional[List] = None) -> Dict[str, Tensor]:
+        return self.decode_head(self.extract_feat(inputs))
+
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[List] = None,
+                mode: str = 'tensor') -> Union[Dict[str, Tensor], List]:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward(inputs, data_samples)
+        raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
+                           'predict and tensor mode')

@@ -1,0 +1,4 @@
+# Copyright (c) mmboxseg contributors. All rights reserved.
+from .mask_heads import ProxyFCNMaskHead
+
+__all__ = ['ProxyFCNMaskHead']
