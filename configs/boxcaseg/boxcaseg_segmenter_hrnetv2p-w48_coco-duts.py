@@ -36,6 +36,9 @@ model = dict(
     backbone=dict(
         type='HRNet',
         norm_cfg=norm_cfg,
+        # the release trains every BN (SyncBN) of the backbone; mmdet's HRNet
+        # would freeze their statistics by default
+        norm_eval=False,
         extra=dict(
             stage1=dict(
                 num_modules=1,

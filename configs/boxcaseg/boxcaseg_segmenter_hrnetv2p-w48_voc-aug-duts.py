@@ -12,9 +12,16 @@ max_iters = 42260
 model = dict(decode_head=dict(alpha=0.7))
 
 box_data_root = 'data/voc/'
+# without these the COCO base's 80 names would keep only the 14 VOC classes
+# whose names COCO shares (BoxCocoDataset warns about skipped categories)
+metainfo = dict(
+    classes=('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
+             'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike',
+             'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor'))
 box_source = dict(
     type='BoxCropDataset',
     data_root=box_data_root,
+    metainfo=metainfo,
     ann_file='annotations/voc_2012_train_aug_cocofmt.json',
     data_prefix=dict(img='JPEGImages/'),
     filter_cfg=dict(min_size=2),
@@ -26,6 +33,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(
         data_root=box_data_root,
+        metainfo=metainfo,
         ann_file='annotations/voc_2012_val_cocofmt.json',
         data_prefix=dict(img='JPEGImages/')))
 test_dataloader = val_dataloader

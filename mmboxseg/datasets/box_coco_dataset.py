@@ -1,6 +1,7 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 import copy
 import json
+import logging
 import os.path as osp
 from collections import Counter
 from numbers import Number
@@ -199,6 +200,16 @@ class BoxCocoDataset(CocoDataset):
              if self.filter_cfg and self.filter_cfg.get('filter_empty_gt')
              and not self.test_mode else ''),
             logger='current')
+        if c['other category']:
+            # a config for another dataset that forgot its ``metainfo``
+            # silently loses classes; say so loudly
+            print_log(
+                f'{self.ann_file}: skipped {c["other category"]} annotations '
+                'whose `category_id` is not among the dataset classes '
+                f'({len(self.cat_ids)} of them); set `metainfo=dict(classes='
+                '...)` in the dataset config if they should be used',
+                logger='current',
+                level=logging.WARNING)
 
 
 def _fail(path: str, field: str, msg: str) -> None:

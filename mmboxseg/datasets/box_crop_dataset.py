@@ -106,6 +106,11 @@ class BoxCropDataset(BoxCocoDataset):
                 logger='current')
         return kept
 
+    def get_cat_ids(self, idx: int) -> List[int]:
+        """The category of the sample's box (a crop holds one box; mmdet's
+        version reads ``instances``, which crops do not carry)."""
+        return [int(self.get_data_info(idx)['bbox_label'])]
+
     def num_overlapped(self) -> int:
         """How many samples are flagged ``overlapped``."""
         return sum(

@@ -126,6 +126,7 @@ def test_box_crop_dataset_flags_and_box_only(tmp_path):
     # box-only by default: masks in the file are not carried
     assert all('gt_mask' not in i for i in infos)
     assert ds.num_overlapped() == 2
+    assert [ds.get_cat_ids(i) for i in range(3)] == [[0], [0], [1]]
     ds_eval = BoxCropDataset(
         ann_file=path,
         data_prefix=dict(img=str(tmp_path)),
@@ -134,6 +135,31 @@ def test_box_crop_dataset_flags_and_box_only(tmp_path):
         test_mode=True,
         pipeline=[])
     assert all('gt_mask' in ds_eval.get_data_info(i) for i in range(3))
+
+
+def test_unlisted_categories_are_counted_and_warned(tmp_path, monkeypatch):
+    import logging
+
+    import mmboxseg.datasets.box_coco_dataset as bcd
+    logged = []
+    monkeypatch.setattr(bcd, 'print_log', lambda msg, **kw: logged.append(
+        (msg, kw)))
+    anns = [
+        dict(bbox=[0, 0, 20, 20]),
+        dict(bbox=[40, 30, 10, 10], category_id=2)
+    ]
+    path = write_coco(tmp_path, anns)
+    ds = BoxCropDataset(
+        ann_file=path,
+        data_prefix=dict(img=str(tmp_path)),
+        metainfo=dict(classes=('thing', )),
+        pipeline=[])
+    assert len(ds) == 1
+    warnings = [(m, kw) for m, kw in logged
+                if kw.get('level') == logging.WARNING]
+    assert len(warnings) == 1
+    assert 'skipped 1 annotations' in warnings[0][0]
+    assert '`category_id`' in warnings[0][0] and path in warnings[0][0]
 
 
 def test_eval_crops_without_masks_name_the_field(tmp_path):
@@ -217,7 +243,40 @@ def test_sampler_drops_overlapped_boxes():
 
 def test_sampler_ratio_is_deterministic_with_seed():
     concat = ConcatDataset([ToySource(30), ToySource(9)])
+    # the global seed differs between the two: only the sampler's counts
+    torch.manual_seed(0)
     a = iter(BoxSalientRatioSampler(concat, 16, seed=5))
+    first = [next(a) for _ in range(64)]
+    torch.manual_seed(1)
     b = iter(BoxSalientRatioSampler(concat, 16, seed=5))
-    assert [next(a) for _ in range(64)] == [next(b) for _ in range(64)]
-    torch.manual_seed(0)  # the sampler does not depend on the global seed
+    assert first == [next(b) for _ in range(64)]
+    c = iter(BoxSalientRatioSampler(concat, 16, seed=6))
+    assert first != [next(c) for _ in range(64)]
+
+
+def test_sampler_overlap_drop_splits_one_stream_across_ranks(monkeypatch):
+    import mmdet.datasets.samplers.multi_source_sampler as mss
+    flags = [k % 3 == 0 for k in range(30)]
+    concat = ConcatDataset([ToySource(30, flags), ToySource(9)])
+
+    def box_stream(rank, world_size, n):
+        monkeypatch.setattr(mss, 'get_dist_info', lambda: (rank, world_size))
+        sampler = BoxSalientRatioSampler(
+            concat, 16, overlap_drop_prob=0.5, seed=3)
+        return [next(sampler.source2inds[0]) for _ in range(n)]
+
+    single = box_stream(0, 1, 200)
+    rank0, rank1 = box_stream(0, 2, 100), box_stream(1, 2, 100)
+    # the ranks take alternate items of the same dropped stream: no box is
+    # seen twice per pass across ranks and none is lost
+    assert rank0 == single[0::2] and rank1 == single[1::2]
+    # and the stream really drops: 1/3 of the boxes are overlapped, ~1/5
+    # of the stream after dropping half of them
+    frac = np.mean([flags[i] for i in single])
+    assert 0.1 < frac < 0.28
+
+
+def test_sampler_rejects_an_empty_source():
+    with pytest.raises(ValueError, match=r'sizes \[5, 0\]'):
+        BoxSalientRatioSampler(
+            ConcatDataset([ToySource(5), ToySource(0)]), batch_size=16)

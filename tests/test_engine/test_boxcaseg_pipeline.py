@@ -100,9 +100,11 @@ def test_proxy_masks_schema_merge_and_box_only(segmenter, tiny_toy, tmp_path,
     out_ann = str(tmp_path / 'proxy.json')
     gt_ann = osp.join(tiny_toy, 'annotations',
                       'instances_train_with_masks.json')
-    stats = generate(tool, tiny_toy, ckpt, in_ann, out_ann, '--gt-ann', gt_ann)
+    stats = generate(tool, tiny_toy, ckpt, in_ann, out_ann, '--gt-ann', gt_ann,
+                     '--drop-thr', '0.95', '0.5')
     printed = capsys.readouterr().out
     assert 'boxes/s' in printed and 'mIoU before merge' in printed
+    assert '| drop threshold | drop rate (%) |' in printed
     assert not osp.exists(out_ann + '.partial.jsonl')
     coco = COCO(out_ann)  # pycocotools reads it
     assert len(coco.getAnnIds()) == len(content['annotations'])
@@ -122,6 +124,9 @@ def test_proxy_masks_schema_merge_and_box_only(segmenter, tiny_toy, tmp_path,
     agreements = np.array(
         [a['proxy_box_agreement'] for a in coco.loadAnns(coco.getAnnIds())])
     assert stats['drop_rate'] == pytest.approx((agreements < 0.95).mean())
+    assert stats['per_thr'][1]['drop_rate'] == pytest.approx((agreements
+                                                              < 0.5).mean())
+    assert stats['per_thr'][1]['kept'] == (agreements >= 0.5).sum()
 
 
 def test_proxy_masks_resume_after_interruption(segmenter, tiny_toy, tmp_path):
@@ -160,6 +165,65 @@ def test_proxy_masks_resume_after_interruption(segmenter, tiny_toy, tmp_path):
         f.write(json.dumps(dict(format='other')) + '\n')
     with pytest.raises(SystemExit, match='other inputs'):
         generate(*generate_args, '--resume')
+    # so is one written with another model or crop config, naming it
+    tool.ProxyMaskGenerator.process = interrupted
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        generate(*generate_args)
+    tool.ProxyMaskGenerator.process = real_process
+    with pytest.raises(SystemExit, match='differs in config'):
+        generate(*generate_args, '--resume', '--cfg-options',
+                 'model.test_cfg.mask_thr=0.3')
+    # a header torn by an interruption at the very start
+    with open(partial, 'w') as f:
+        f.write('{"format": "mmbox')
+    with pytest.raises(SystemExit, match='no readable header'):
+        generate(*generate_args, '--resume')
+
+
+def test_proxy_masks_skip_crowd_degenerate_and_empty_images(
+        segmenter, tiny_toy, tmp_path):
+    tool = load_tool(TOOL, 'generate_proxy_masks_skips')
+    ckpt = segmenter[0]
+    _, content = box_only_input(tiny_toy, tmp_path)
+    images = content['images']
+    # image 0 loses its boxes and its file: it must not be read at all
+    empty_id = images[0]['id']
+    images[0]['file_name'] = 'does_not_exist.png'
+    anns = [a for a in content['annotations'] if a['image_id'] != empty_id]
+    img1 = images[1]['id']
+    next_id = max(a['id'] for a in anns) + 1
+    # a crowd box, a degenerate box and a box outside the image
+    odd = [([2, 2, 10, 10], 1), ([5, 5, 0.5, 8], 0),
+           ([images[1]['width'] + 5, 3, 6, 6], 0)]
+    anns += [
+        dict(
+            id=next_id + k,
+            image_id=img1,
+            category_id=1,
+            bbox=bbox,
+            area=bbox[2] * bbox[3],
+            iscrowd=crowd) for k, (bbox, crowd) in enumerate(odd)
+    ]
+    content['annotations'] = anns
+    in_ann = str(tmp_path / 'skips.json')
+    with open(in_ann, 'w') as f:
+        json.dump(content, f)
+    out_ann = str(tmp_path / 'skips_proxy.json')
+    stats = generate(tool, tiny_toy, ckpt, in_ann, out_ann)
+    assert stats['annotations'] == len(anns)
+    assert stats['masks'] == len(anns) - 3
+    with open(out_ann) as f:
+        out = {a['id']: a for a in json.load(f)['annotations']}
+    for k in range(3):  # crowd, degenerate, outside: no mask, agreement 0
+        assert 'segmentation' not in out[next_id + k]
+        assert out[next_id + k]['proxy_box_agreement'] == 0.0
+    # an image whose file disagrees with its `width` is a clear error
+    content['images'][1]['width'] += 1
+    with open(in_ann, 'w') as f:
+        json.dump(content, f)
+    with pytest.raises(ValueError, match='`width`/`height` of image id'):
+        generate(tool, tiny_toy, ckpt, in_ann, out_ann)
 
 
 def test_mim_train_and_test_proxy_mask_rcnn(segmenter, tiny_toy, tmp_path):

@@ -86,17 +86,30 @@ def test_weight_transfer_shapes_and_detachment():
     assert transfer.mlp[0].weight.shape == (24, 6)
     assert transfer.mlp[2].weight.shape == (6, 24)
     assert transfer.mlp[1].negative_slope == 0.1
-    weight = torch.randn(1, 6, 1, 1, requires_grad=True)
-    bias = torch.randn(1, requires_grad=True)
+    # the release's N(0, 0.01) init
+    assert transfer.mlp[0].weight.std().item() == pytest.approx(0.01, rel=0.3)
+    # a 1x1 conv 6 -> 5: the same MLP maps every output filter (row)
+    weight = torch.randn(5, 6, 1, 1, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
     new_w, new_b = transfer(weight, bias)
-    assert new_w.shape == (1, 6, 1, 1) and new_b.shape == (1, )
+    assert new_w.shape == (5, 6, 1, 1) and new_b.shape == (5, )
+    assert torch.allclose(new_w[3].flatten(),
+                          transfer.mlp(weight[3].detach().flatten()))
     # b_t = k b + c with k = 1, c = 0 at initialisation
     assert torch.allclose(new_b, bias)
     (new_w.sum() + new_b.sum()).backward()
     assert weight.grad is None and bias.grad is None
     assert transfer.mlp[0].weight.grad.abs().sum() > 0
     assert transfer.bias_scale.grad is not None
-    with pytest.raises(ValueError, match=r'\[1, 6, 1, 1\]'):
+    # a conv followed by a norm layer has no bias, and no k, c then
+    no_bias = WeightTransfer(18, with_bias=False)
+    assert not hasattr(no_bias, 'bias_scale')
+    # a 3x3 conv 2 -> 1 has D = 18 weights per filter
+    out_w, out_b = no_bias(torch.randn(1, 2, 3, 3), None)
+    assert out_w.shape == (1, 2, 3, 3) and out_b is None
+    with pytest.raises(ValueError, match='has no bias'):
+        transfer(weight, None)
+    with pytest.raises(ValueError, match='in_c\\*kh\\*kw = 6'):
         transfer(torch.randn(1, 5, 1, 1), bias)
 
 
@@ -114,10 +127,21 @@ def test_head_outputs_and_fusion():
         assert out[key].shape == (2, 1, 6, 6)
     assert torch.allclose(out['fused'],
                           0.6 * out['salient'] + 0.4 * out['transferred'])
-    # the transferred head uses the MLP's weights, not the weak ones
-    w, b = head.transfer(head.weak_out.weight, head.weak_out.bias)
-    manual = F.conv2d(head.transfer_feat(head.fuse_inputs(feats)), w, b)
-    assert torch.allclose(out['transferred'], manual)
+    # the transferred head has no conv weights of its own: both convs
+    # come from the weak head through the two MLPs (release topology)
+    assert not any(
+        isinstance(m, torch.nn.Conv2d) for m in head.transfer_out.modules())
+    x = head.fuse_inputs(feats)
+    w1, b1 = head.transfer_hidden(head.weak_feat.conv.weight, None)
+    assert w1.shape == head.weak_feat.conv.weight.shape == (5, 12, 1, 1)
+    hidden = F.relu(head.transfer_norm(F.conv2d(x, w1, b1)))
+    w2, b2 = head.transfer_out(head.weak_out.weight, head.weak_out.bias)
+    assert torch.allclose(out['transferred'], F.conv2d(hidden, w2, b2))
+    # select runs the salient/transferred heads on a subset only
+    sub = head(feats, torch.tensor([False, True]))
+    assert sub['weak'].shape == (2, 1, 6, 6)
+    assert sub['fused'].shape == (1, 1, 6, 6)
+    assert torch.allclose(sub['fused'], out['fused'][1:], atol=1e-6)
     with pytest.raises(ValueError, match='alpha'):
         tiny_head(alpha=1.5)
 
@@ -132,7 +156,8 @@ def test_pixel_loss_never_reaches_the_weak_head():
     for p in list(head.weak_feat.parameters()) + list(
             head.weak_out.parameters()):
         assert p.grad is None
-    for module in (head.transfer, head.transfer_feat, head.salient_out):
+    for module in (head.transfer_hidden, head.transfer_norm, head.transfer_out,
+                   head.salient_out):
         assert all(p.grad is not None and p.grad.abs().sum() > 0
                    for p in module.parameters())
 
@@ -193,15 +218,18 @@ def test_joint_loss_terms_follow_eq_4():
         'loss_mil', 'loss_smooth', 'loss_pixel', 'salient_frac'
     }
     assert losses['salient_frac'].item() == pytest.approx(1 / 3)
-    # recompute by hand from the heads' upsampled logits
-    logits = model.head_logits(data['inputs'])
+    # recompute by hand from the heads' upsampled logits; the salient and
+    # transferred heads (and their BN statistics) see the salient sample only
+    logits = model.head_logits(data['inputs'],
+                               torch.tensor([False, True, False]))
+    assert logits['fused'].shape[0] == 1
     labels = torch.stack(
         [s.gt_sem_seg.sem_seg[0].float() for s in data['data_samples']])
     assert losses['loss_mil'].item() == pytest.approx(
         MILBagLoss()(logits['weak'], labels).item(), rel=1e-5)
     # the pixel loss sees the salient sample only
     expected_pixel = F.binary_cross_entropy_with_logits(
-        logits['fused'][1], labels[1])
+        logits['fused'][0], labels[1])
     assert losses['loss_pixel'].item() == pytest.approx(
         expected_pixel.item(), rel=1e-5)
 

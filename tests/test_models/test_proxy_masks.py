@@ -39,8 +39,15 @@ def test_merge_ties_follow_the_painting_order():
     masks = torch.ones(2, 4, 4, dtype=torch.bool)
     boxes = torch.tensor([[0, 0, 4, 4], [0, 0, 4, 4]], dtype=torch.float32)
     merged = merge_smaller_first(masks, boxes)
-    # equal areas: painted in input order, the later one wins (release)
-    assert merged[1].all() and not merged[0].any()
+    # equal areas: the release paints argsort(areas)[::-1], so the earlier
+    # instance is painted last and wins
+    assert merged[0].all() and not merged[1].any()
+    # a third, smaller box still beats both
+    masks3 = torch.ones(3, 4, 4, dtype=torch.bool)
+    boxes3 = torch.cat([boxes, boxes.new_tensor([[0, 0, 2, 4]])])
+    merged3 = merge_smaller_first(masks3, boxes3)
+    assert merged3[2].all() and not merged3[1].any()
+    assert not merged3[0].any()
     with pytest.raises(ValueError, match='2 masks but 1 boxes'):
         merge_smaller_first(masks, boxes[:1])
 
@@ -60,6 +67,20 @@ def test_agreement_and_drop_by_hand():
     # dropping at 0.95 keeps only the first
     assert (agreement >= 0.95).tolist() == [True, False, False]
     assert proxy_box_agreement(masks[:0], boxes[:0]).shape == (0, )
+
+
+def test_agreement_on_the_pixel_grid_of_a_fractional_box():
+    from mmboxseg.datasets.transforms.box_jitter_crop import crop_region
+    box = [2.4, 1.6, 13.5, 12.3]  # 11.1 x 10.7 box
+    region = crop_region(box, (16, 16))
+    assert region.tolist() == [2, 1, 14, 13]
+    mask = torch.zeros(1, 16, 16, dtype=torch.bool)
+    mask[0, 1:13, 2:14] = True  # fills every pixel the box touches
+    grid = proxy_box_agreement(mask, torch.tensor([region]).float())
+    assert grid.item() == 1.0
+    # against the float box the same perfect mask would lose ~18 %
+    raw = proxy_box_agreement(mask, torch.tensor([box]))
+    assert raw.item() == pytest.approx(11.1 * 10.7 / 144, rel=1e-5)
 
 
 def test_paste_back_resizes_into_the_region():
@@ -87,6 +108,10 @@ def test_crop_metric_by_hand():
     assert out['mIoU'] == pytest.approx(100 * 2.6 / 4)
     assert out['IoU@50'] == pytest.approx(75.0)
     assert out['IoU@75'] == pytest.approx(50.0)
+    # the thresholds include their bound (release: iou >= 0.5)
+    edge = crop_iou_summary([0.5, 0.75, 0.49], [0, 0, 0])
+    assert edge['IoU@50'] == pytest.approx(200 / 3)
+    assert edge['IoU@75'] == pytest.approx(100 / 3)
     with pytest.raises(ValueError, match='no crops'):
         crop_iou_summary([], [])
 

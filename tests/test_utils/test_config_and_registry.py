@@ -168,6 +168,10 @@ def test_every_config_parses():
             for key in ('val_dataloader', 'test_dataloader'):
                 assert cfg[key].dataset.type == 'BoxCropDataset', (path, key)
                 assert cfg[key].dataset.with_mask, (path, key)
+            check_voc_classes(path, [
+                sources[0], cfg.val_dataloader.dataset,
+                cfg.test_dataloader.dataset
+            ])
             continue
         if hasattr(model, 'roi_head'):  # BoxCaseg's Proxy Mask R-CNN
             assert isinstance(model.roi_head.mask_head, ProxyFCNMaskHead), \
@@ -180,6 +184,25 @@ def test_every_config_parses():
             if key == 'test_dataloader':  # correspondence test configs
                 allowed += ('PFPascalPairDataset', )
             assert cfg[key].dataset.type in allowed, (path, key)
+        check_voc_classes(path, [
+            cfg[key].dataset for key in ('train_dataloader', 'val_dataloader',
+                                         'test_dataloader')
+            if cfg[key].dataset.type == 'BoxCocoDataset'
+        ])
+
+
+def check_voc_classes(path, datasets):
+    """A config on the VOC-aug data must name the 20 VOC classes on every
+    dataset: the COCO class names it would otherwise inherit share only 14
+    of them. (COCO configs with VOC in their name, e.g. the semi-supervised
+    COCO-with-VOC-20-masks split, keep the 80 COCO classes.)"""
+    if 'voc-aug' not in osp.basename(path):
+        return
+    from mmboxseg.datasets.pf_pascal_pair_dataset import VOC_CLASSES
+    assert datasets, path
+    for ds in datasets:
+        assert tuple(ds.get('metainfo', {}).get('classes', ())) == \
+            VOC_CLASSES, (path, ds.get('ann_file'))
 
 
 def test_version_and_mim_folder():

@@ -81,8 +81,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--drop-thr',
         type=float,
-        default=0.95,
-        help='agreement threshold of the drop rate in the report')
+        nargs='+',
+        default=[0.95],
+        help='agreement threshold(s) of the drop rate in the report (the '
+        'first one fills the summary keys; several give a table)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -150,7 +152,8 @@ class ProxyMaskGenerator:
 
         Args:
             images (list[tuple]): ``(img, boxes)`` with ``img`` an ``[H, W,
-                3]`` BGR array and ``boxes`` a list of xyxy boxes.
+                3]`` BGR array (None when ``boxes`` is empty) and ``boxes``
+                a list of xyxy boxes.
 
         Returns:
             list[dict]: per image, ``raw`` and ``masks`` (``[K, H, W]``
@@ -179,6 +182,13 @@ class ProxyMaskGenerator:
         owners = torch.as_tensor(owners, dtype=torch.long)
         out = []
         for i, (img, boxes) in enumerate(images):
+            if not boxes:
+                out.append(
+                    dict(
+                        raw=torch.zeros(0, 1, 1, dtype=torch.bool),
+                        masks=torch.zeros(0, 1, 1, dtype=torch.bool),
+                        agreement=torch.zeros(0)))
+                continue
             sel = owners == i
             hw = img.shape[:2]
             raw = paste_crop_probs(probs[sel], regions[sel], hw) > \
@@ -189,7 +199,8 @@ class ProxyMaskGenerator:
                 dict(
                     raw=raw,
                     masks=masks,
-                    agreement=proxy_box_agreement(masks, boxes_t)))
+                    agreement=proxy_box_agreement(masks,
+                                                  regions[sel].float())))
         return out
 
 
@@ -223,14 +234,24 @@ def _iou(mask, rle):
 
 def _read_partial(path, header):
     """Finished images of an interrupted run; a torn last line is
-    dropped and the file rewritten without it."""
+    dropped and the file rewritten (atomically) without it."""
     done, lines = {}, []
     with open(path) as f:
         raw = f.read().splitlines()
-    if not raw or json.loads(raw[0]) != header:
+    try:
+        found = json.loads(raw[0]) if raw else None
+    except json.JSONDecodeError:
+        found = None
+    if found is None:
+        raise SystemExit(f'{path} has no readable header (interrupted at '
+                         'the start); delete it or run without --resume')
+    if found != header:
+        changed = sorted(
+            k for k in set(header) | set(found)
+            if header.get(k) != found.get(k))
         raise SystemExit(
-            f'{path} was written for other inputs or options; delete it or '
-            'run without --resume')
+            f'{path} was written for other inputs or options (differs in '
+            f'{", ".join(changed)}); delete it or run without --resume')
     for line in raw[1:]:
         try:
             rec = json.loads(line)
@@ -238,9 +259,37 @@ def _read_partial(path, header):
             break  # interrupted while writing this line
         done[rec['image_id']] = rec
         lines.append(line)
-    with open(path, 'w') as f:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
         f.write('\n'.join([raw[0]] + lines) + '\n')
+    os.replace(tmp, path)
     return done
+
+
+def _config_digest(cfg):
+    """Digest of what decides the masks: model and crop pipeline (after
+    ``--cfg-options``)."""
+    text = json.dumps(
+        dict(model=cfg.model, pipeline=cfg.proxy_pipeline),
+        sort_keys=True,
+        default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def load_image(args, im):
+    """The image of a COCO ``images`` entry, checked against its size."""
+    path = osp.join(args.img_prefix, im['file_name'])
+    img = mmcv.imread(path)
+    where = f'image id {im["id"]} in {args.in_ann}'
+    if img is None:
+        raise FileNotFoundError(
+            f'image file {path} (file_name of {where}) cannot be read')
+    if img.shape[:2] != (im['height'], im['width']):
+        raise ValueError(
+            f'{path} is {img.shape[1]}x{img.shape[0]} but fields `width`/'
+            f'`height` of {where} say {im["width"]}x{im["height"]}; boxes '
+            'and masks would be misplaced')
+    return img
 
 
 def run(args):
@@ -273,6 +322,7 @@ def run(args):
         format=FORMAT,
         in_ann=_file_digest(args.in_ann),
         checkpoint=_file_digest(args.checkpoint),
+        config=_config_digest(cfg),
         merge=not args.no_merge,
         gt=bool(gt))
     partial = args.out_ann + '.partial.jsonl'
@@ -321,18 +371,14 @@ def run(args):
 
         pending = 0
         for im in todo:
-            path = osp.join(args.img_prefix, im['file_name'])
-            img = mmcv.imread(path)
-            if img is None:
-                raise FileNotFoundError(
-                    f'image file {path} (file_name of image id {im["id"]} '
-                    f'in {args.in_ann}) cannot be read')
             boxes, ids = [], []
             for ann in anns_of[im['id']]:
                 box = valid_box(ann, im['width'], im['height'])
                 if box is not None:
                     boxes.append(box)
                     ids.append(ann['id'])
+            # images without usable boxes are recorded without being read
+            img = load_image(args, im) if boxes else None
             chunk.append((im, img, boxes, ids))
             pending += len(boxes)
             if pending >= args.batch_size:
@@ -374,29 +420,42 @@ def run(args):
     return stats
 
 
-def summarise(entries, drop_thr, num_annotations):
+def summarise(entries, drop_thrs, num_annotations):
+    """Agreement, drop rate and (with ground truth) mIoU of the proxy masks;
+    per threshold in ``per_thr``, the first threshold also at top level."""
     agreement = np.array([e['proxy_box_agreement'] for e in entries.values()])
-    stats = dict(
-        annotations=num_annotations,
-        masks=len(entries),
-        mean_agreement=float(agreement.mean()) if len(agreement) else 0.0,
-        drop_thr=drop_thr,
-        drop_rate=float(
-            (agreement < drop_thr).mean()) if len(agreement) else 0.0)
     ious = np.array([
         e['_iou'] + [e['proxy_box_agreement']] for e in entries.values()
         if '_iou' in e
     ]).reshape(-1, 3)
+
+    def at(thr):
+        row = dict(
+            drop_thr=thr,
+            drop_rate=float(
+                (agreement < thr).mean()) if len(agreement) else 0.0)
+        if len(ious):
+            kept = ious[:, 2] >= thr
+            row.update(
+                kept=int(kept.sum()),
+                miou_kept=100 *
+                float(ious[kept, 1].mean()) if kept.any() else float('nan'),
+                miou_dropped=100 * float(ious[~kept, 1].mean()) if
+                (~kept).any() else float('nan'))
+        return row
+
+    per_thr = [at(thr) for thr in drop_thrs]
+    stats = dict(
+        annotations=num_annotations,
+        masks=len(entries),
+        mean_agreement=float(agreement.mean()) if len(agreement) else 0.0,
+        per_thr=per_thr,
+        **per_thr[0])
     if len(ious):
-        kept = ious[:, 2] >= drop_thr
         stats.update(
             evaluated=len(ious),
             miou_raw=100 * float(ious[:, 0].mean()),
-            miou_merged=100 * float(ious[:, 1].mean()),
-            miou_kept=100 *
-            float(ious[kept, 1].mean()) if kept.any() else float('nan'),
-            miou_dropped=100 * float(ious[~kept, 1].mean()) if
-            (~kept).any() else float('nan'))
+            miou_merged=100 * float(ious[:, 1].mean()))
     return stats
 
 
@@ -415,6 +474,17 @@ def report(stats, args):
               f'after merge {stats["miou_merged"]:.2f}; kept at '
               f'{stats["drop_thr"]:.2f}: {stats["miou_kept"]:.2f}, dropped: '
               f'{stats["miou_dropped"]:.2f}')
+    if len(stats['per_thr']) > 1:
+        has_iou = 'evaluated' in stats
+        print('| drop threshold | drop rate (%) |' +
+              (' masks kept | mIoU kept | mIoU dropped |' if has_iou else ''))
+        print('|---|---|' + ('---|---|---|' if has_iou else ''))
+        for row in stats['per_thr']:
+            line = f'| {row["drop_thr"]:.2f} | {100 * row["drop_rate"]:.1f} |'
+            if has_iou:
+                line += (f' {row["kept"]} | {row["miou_kept"]:.2f} | '
+                         f'{row["miou_dropped"]:.2f} |')
+            print(line)
 
 
 def main(argv=None):

@@ -45,6 +45,15 @@ class BoxSalientRatioSampler(MultiSourceSampler):
         if not 0.0 <= overlap_drop_prob < 1.0:
             raise ValueError('overlap_drop_prob must lie in [0, 1), got '
                              f'{overlap_drop_prob}')
+        sizes = [len(d) for d in getattr(dataset, 'datasets', [])]
+        if len(sizes) != len(source_ratio) or min(sizes, default=0) == 0:
+            # an empty source would make the infinite index stream spin
+            # forever without yielding
+            raise ValueError(
+                f'{type(self).__name__} needs a ConcatDataset of '
+                f'{len(source_ratio)} non-empty sources (box crops, salient '
+                f'images), got sources of sizes {sizes}; check ann_file / '
+                'img_dir / filter_cfg of each source')
         self.overlap_drop_prob = overlap_drop_prob
         self._overlapped = None
         if overlap_drop_prob > 0:

@@ -22,10 +22,13 @@ def crop_iou_summary(ious: Sequence[float],
                      labels: Sequence[int]) -> Dict[str, float]:
     """BoxCaseg's class-agnostic segmentation metrics (Sec. 4), in percent.
 
-    - ``IoU@50`` / ``IoU@75``: share of instances whose mask IoU exceeds
-      0.5 / 0.75;
+    - ``IoU@50`` / ``IoU@75``: share of instances whose mask IoU is at
+      least 0.5 / 0.75 (release ``cal_cls_iou_new``: ``>=``);
     - ``mIoU*``: the per-class mean of instance IoUs, averaged over the
-      classes present;
+      classes present. The release divides by all 20 (VOC) / 80 (COCO)
+      classes with an absent class counting 0; on the full val sets every
+      class is present and both agree, on subsets this one does not punish
+      a missing class;
     - ``mIoU``: the plain mean over instances.
     """
     ious = np.asarray(ious, dtype=np.float64)
@@ -35,8 +38,8 @@ def crop_iou_summary(ious: Sequence[float],
     per_class = [ious[labels == c].mean() for c in np.unique(labels)]
     return {
         'mIoU*': 100.0 * float(np.mean(per_class)),
-        'IoU@50': 100.0 * float((ious > 0.5).mean()),
-        'IoU@75': 100.0 * float((ious > 0.75).mean()),
+        'IoU@50': 100.0 * float((ious >= 0.5).mean()),
+        'IoU@75': 100.0 * float((ious >= 0.75).mean()),
         'mIoU': 100.0 * float(ious.mean()),
     }
 

@@ -37,7 +37,8 @@ class BoxCasegSegmenter(BaseModel):
       every sample, weight 0.05 (Eq. 2);
     - ``loss_pixel``: binary cross-entropy of the fused salient/transferred
       logits against the saliency mask, salient samples only (Eq. 3,
-      ``lambda = 0`` for box crops).
+      ``lambda = 0`` for box crops); as in the release, those two heads
+      run on the salient samples of the batch only.
 
     Logits at stride 4 are upsampled bilinearly to the label size first, as
     in the release. A box crop's label map is its box, so box-supervised
@@ -92,9 +93,12 @@ class BoxCasegSegmenter(BaseModel):
         """Backbone features of ``[N, 3, H, W]`` crops."""
         return self.backbone(inputs)
 
-    def head_logits(self, inputs: Tensor) -> Dict[str, Tensor]:
-        """The heads' ``[N, H, W]`` logits at the input size."""
-        outs = self.decode_head(self.extract_feat(inputs))
+    def head_logits(self,
+                    inputs: Tensor,
+                    select: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """The heads' ``[N, H, W]`` logits at the input size (``select``:
+        see :meth:`BoxCasegHead.forward`)."""
+        outs = self.decode_head(self.extract_feat(inputs), select)
         size = inputs.shape[-2:]
         return {
             k:
@@ -114,22 +118,26 @@ class BoxCasegSegmenter(BaseModel):
                 f'packed through PackDetInputs meta_keys), got {bad}')
         labels = torch.stack([s.gt_sem_seg.sem_seg[0] for s in data_samples])
         labels = labels.to(inputs.device).float()
-        logits = self.head_logits(inputs)
-        if labels.shape != logits['weak'].shape:
+        if labels.shape[-2:] != inputs.shape[-2:]:
             raise ValueError(
                 f'label maps {tuple(labels.shape[-2:])} and inputs '
                 f'{tuple(inputs.shape[-2:])} differ in size; resize both in '
                 'the pipeline')
         salient = torch.tensor([s == 'salient' for s in sources],
                                device=inputs.device)
+        # the salient/transferred heads see salient images only (release);
+        # a batch without any runs them on its first sample at weight 0 so
+        # that every parameter stays in the graph (DDP)
+        select = salient if salient.any() else torch.arange(
+            len(sources), device=inputs.device) == 0
+        logits = self.head_logits(inputs, select)
         losses = dict(
             loss_mil=self.loss_mil(logits['weak'], labels),
             loss_smooth=self.loss_smooth(logits['weak']))
-        if salient.any():
-            loss_pixel = F.binary_cross_entropy_with_logits(
-                logits['fused'][salient], labels[salient])
-        else:  # keep every parameter in the graph (DDP)
-            loss_pixel = logits['fused'].sum() * 0
+        loss_pixel = F.binary_cross_entropy_with_logits(
+            logits['fused'], labels[select])
+        if not salient.any():
+            loss_pixel = loss_pixel * 0
         losses['loss_pixel'] = self.loss_pixel_weight * loss_pixel
         losses['salient_frac'] = salient.float().mean().detach()
         return losses

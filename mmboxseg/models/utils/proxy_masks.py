@@ -13,7 +13,9 @@ def merge_smaller_first(masks: Tensor, boxes: Tensor) -> Tensor:
     A pixel claimed by several masks goes to the instance with the smallest
     box ("the smaller object is usually within the box of the large one").
     As in the release, masks are painted in descending box area and a later
-    painter wins, so among equal areas the later instance keeps the pixel.
+    painter wins; the release's order is ``argsort(areas)[::-1]``, the
+    reverse of an ascending sort, so among equal areas the *earlier*
+    instance is painted last and keeps the pixel.
 
     Args:
         masks (Tensor): ``[K, H, W]`` bool masks of one image.
@@ -28,11 +30,14 @@ def merge_smaller_first(masks: Tensor, boxes: Tensor) -> Tensor:
     if masks.shape[0] <= 1:
         return masks.clone()
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    order = torch.sort(-area, stable=True).indices
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(len(order), device=order.device)
-    painted = torch.where(masks, rank.view(-1, 1, 1), -1)
-    owner = painted.argmax(dim=0)
+    order = torch.sort(area, stable=True).indices.flip(0)
+    # paint into one [H, W] owner map: K masked writes keep the memory at
+    # one image, where a vectorised argmax over [K, H, W] ranks would need
+    # 8 bytes per box and pixel (COCO images hold up to ~90 boxes)
+    owner = torch.full(
+        masks.shape[1:], -1, dtype=torch.long, device=masks.device)
+    for k in order.tolist():
+        owner[masks[k]] = k
     return masks & (
         owner[None] == torch.arange(len(masks), device=masks.device).view(
             -1, 1, 1))
@@ -43,9 +48,18 @@ def proxy_box_agreement(masks: Tensor, boxes: Tensor) -> Tensor:
     of each (merged) proxy mask and its ground-truth box, a lower bound of
     the mask IoU (Fig. 5). An empty mask agrees 0.
 
+    Both boxes should live on the pixel grid: the tight box is
+    ``(x_min, y_min, x_max + 1, y_max + 1)`` in pixels, so pass the
+    ground-truth box as the integer pixel region it was pasted into
+    (:func:`crop_region`), otherwise a mask filling its box agrees less
+    than 1 for fractional boxes (0.82 for an 11.1 x 10.7 box touching
+12 x 12 pixels, which the drop threshold of 0.95 would drop). The
+    release gets the same effect with ``int()`` boxes and the ``+1`` IoU
+    convention.
+
     Args:
         masks (Tensor): ``[K, H, W]`` bool masks.
-        boxes (Tensor): ``[K, 4]`` xyxy ground-truth boxes.
+        boxes (Tensor): ``[K, 4]`` xyxy ground-truth pixel regions.
 
     Returns:
         Tensor: ``[K]`` agreements in [0, 1].
