@@ -2,19 +2,11 @@
 from typing import List
 
 import numpy as np
+from mmdet.evaluation.functional import bbox_overlaps
 from mmengine.logging import print_log
 
 from mmboxseg.registry import DATASETS
 from .box_coco_dataset import AnnotationFileError, BoxCocoDataset
-
-
-def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
-    """``[K, K]`` IoU of ``[K, 4]`` xyxy boxes."""
-    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area = (boxes[:, 2:] - boxes[:, :2]).prod(axis=1)
-    return inter / np.maximum(area[:, None] + area[None] - inter, 1e-9)
 
 
 @DATASETS.register_module()
@@ -62,7 +54,7 @@ class BoxCropDataset(BoxCocoDataset):
             if not instances:
                 continue
             boxes = np.array([ins['bbox'] for ins in instances], np.float64)
-            iou = box_iou_matrix(boxes)
+            iou = bbox_overlaps(boxes, boxes)
             np.fill_diagonal(iou, 0)
             overlapped = iou.max(axis=1) > self.overlap_iou_thr
             for k, ins in enumerate(instances):

@@ -19,7 +19,6 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner, load_checkpoint
 
@@ -39,7 +38,6 @@ def parse_args(argv=None):
 def evaluate_heads(model, loader):
     """Per-head crop metrics; returns ``{name: summary}``."""
     from mmboxseg.evaluation.metrics import crop_iou_summary, mask_iou
-    from mmboxseg.models import minmax_normalise
     ious = {name: [] for name in ('box', ) + HEADS}
     labels = []
     model.eval()
@@ -53,12 +51,10 @@ def evaluate_heads(model, loader):
                 labels.append(int(sample.metainfo['bbox_label']))
                 ious['box'].append(mask_iou(np.ones_like(gt), gt))
                 for name in HEADS:
-                    prob = minmax_normalise(logits[name][i:i + 1].sigmoid())
-                    prob = F.interpolate(
-                        prob[None],
-                        size=(h, w),
-                        mode='bilinear',
-                        align_corners=False)[0, 0]
+                    # the fused head exactly as BoxCasegSegmenter.predict
+                    prob = model.resize_to_crop(
+                        model.logits_to_probs(logits[name][i:i + 1])[0],
+                        (h, w))[0]
                     ious[name].append(
                         mask_iou((prob > model.mask_thr).numpy(), gt))
     return {k: crop_iou_summary(v, labels) for k, v in ious.items()}

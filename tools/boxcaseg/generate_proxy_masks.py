@@ -205,31 +205,15 @@ class ProxyMaskGenerator:
 
 
 def _load_gt_masks(path):
-    from pycocotools import mask as mask_utils
+    """``{annotation id: (segmentation, height, width)}`` of the masked
+    annotations of a COCO file, decoded only when scored."""
     with open(path) as f:
         content = json.load(f)
     sizes = {im['id']: (im['height'], im['width']) for im in content['images']}
-    gt = {}
-    for ann in content['annotations']:
-        seg = ann.get('segmentation')
-        if not seg:
-            continue
-        h, w = sizes[ann['image_id']]
-        if isinstance(seg, list):
-            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-        elif isinstance(seg.get('counts'), list):
-            rle = mask_utils.frPyObjects(seg, h, w)
-        else:
-            rle = seg
-        gt[ann['id']] = rle
-    return gt
-
-
-def _iou(mask, rle):
-    from pycocotools import mask as mask_utils
-    gt = mask_utils.decode(rle).astype(bool)
-    union = np.logical_or(mask, gt).sum()
-    return float(np.logical_and(mask, gt).sum() / union) if union else 1.0
+    return {
+        ann['id']: (ann['segmentation'], *sizes[ann['image_id']])
+        for ann in content['annotations'] if ann.get('segmentation')
+    }
 
 
 def _read_partial(path, header):
@@ -296,6 +280,9 @@ def run(args):
     from mmdet.apis import init_detector
 
     from mmboxseg.datasets import validate_coco_file
+    from mmboxseg.datasets.transforms.box_jitter_crop import \
+        decode_instance_mask
+    from mmboxseg.evaluation.metrics import mask_iou
     from mmboxseg.utils import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(args.config)
@@ -358,9 +345,10 @@ def run(args):
                         proxy_box_agreement=round(
                             float(res['agreement'][k]), 6))
                     if gt is not None and ann_id in gt:
+                        truth = decode_instance_mask(*gt[ann_id])
                         entry['_iou'] = [
-                            _iou(res['raw'][k].numpy(), gt[ann_id]),
-                            _iou(mask, gt[ann_id])
+                            mask_iou(res['raw'][k].numpy(), truth),
+                            mask_iou(mask, truth)
                         ]
                     rec['anns'].append(entry)
                 done[im['id']] = rec

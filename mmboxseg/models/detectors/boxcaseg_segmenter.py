@@ -142,12 +142,28 @@ class BoxCasegSegmenter(BaseModel):
         losses['salient_frac'] = salient.float().mean().detach()
         return losses
 
+    def logits_to_probs(self, logits: Tensor) -> Tensor:
+        """Sigmoid of ``[N, H, W]`` logits of any head, min-max normalised
+        per crop when configured."""
+        probs = logits.sigmoid()
+        return minmax_normalise(probs) if self.minmax else probs
+
+    @staticmethod
+    def resize_to_crop(prob: Tensor, crop_hw) -> Tensor:
+        """``[1, h, w]`` bilinear resize of one ``[H, W]`` probability map
+        to the crop's size in the original image."""
+        h, w = crop_hw
+        return F.interpolate(
+            prob[None, None],
+            size=(int(h), int(w)),
+            mode='bilinear',
+            align_corners=False)[0]
+
     @torch.no_grad()
     def predict_probs(self, inputs: Tensor) -> Tensor:
         """``[N, H, W]`` foreground probabilities of the fused heads at the
         input size, min-max normalised per crop when configured."""
-        probs = self.head_logits(inputs)['fused'].sigmoid()
-        return minmax_normalise(probs) if self.minmax else probs
+        return self.logits_to_probs(self.head_logits(inputs)['fused'])
 
     def predict(self, inputs: Tensor, data_samples: List) -> List:
         """Adds ``pred_sem_seg`` (``sem_seg``: ``[1, h, w]`` bool mask,
@@ -155,13 +171,10 @@ class BoxCasegSegmenter(BaseModel):
         to the data samples."""
         probs = self.predict_probs(inputs)
         for prob, sample in zip(probs, data_samples):
-            h, w = sample.metainfo.get('crop_shape',
-                                       sample.metainfo['ori_shape'])
-            prob = F.interpolate(
-                prob[None, None],
-                size=(int(h), int(w)),
-                mode='bilinear',
-                align_corners=False)[0]
+            prob = self.resize_to_crop(
+                prob,
+                sample.metainfo.get('crop_shape',
+                                    sample.metainfo['ori_shape']))
             sample.pred_sem_seg = PixelData(
                 sem_seg=prob > self.mask_thr, prob=prob)
         return data_samples
