@@ -65,6 +65,11 @@ def test_pseudo_masks_are_assigned_clipped_and_scored(monkeypatch):
         math.sqrt(0.8 * mean), rel=1e-5)
     assert gt.pseudo_scores[1].item() == 0.0
     assert stats['pseudo_assigned'].item() == 0.5
+    # what PseudoMaskQualityHook reads after the step
+    rec, = model.last_pseudo_masks
+    assert rec['masks'] is gt.pseudo_masks and rec['stride'] == 4
+    assert rec['valid'].tolist() == [True, False]
+    assert rec['eval_masks'] is None  # a box-only sample
     # the public code's weight: no box, sqrt(sqrt(c) * mean of positives)
     model = build(score_mode='code')
     monkeypatch.setattr(model, 'teacher_predictions', lambda i, s:
@@ -74,6 +79,39 @@ def test_pseudo_masks_are_assigned_clipped_and_scored(monkeypatch):
     mean_all = (64 * 0.9 + 0.6) / 65
     assert sample.gt_instances.pseudo_scores[0].item() == pytest.approx(
         math.sqrt(math.sqrt(0.8) * mean_all), rel=1e-5)
+
+
+def test_eval_masks_are_scored_by_the_hook_and_change_nothing(monkeypatch):
+    import numpy as np
+    from mmdet.structures.mask import BitmapMasks
+
+    from mmboxseg.engine.hooks import PseudoMaskQualityHook
+    result = InstanceData()
+    result.bboxes = torch.tensor([[0., 0., 32., 32.]])
+    result.scores = torch.tensor([0.64])
+    probs = torch.zeros(1, 16, 16)
+    probs[0, 2:10, 2:10] = 0.9
+    outs = []
+    for fill in (0, 1):
+        model = build()
+        monkeypatch.setattr(model, 'teacher_predictions', lambda i, s:
+                            ([result], [probs]))
+        sample = student_sample([[0, 0, 32, 32]])
+        truth = np.full((1, 64, 64), fill, np.uint8)
+        truth[0, :32, :32] = 1  # the box, 8 x 8 cells on the grid
+        sample.gt_instances.eval_masks = BitmapMasks(truth, 64, 64)
+        stats = model.add_pseudo_masks(
+            torch.zeros(1, 3, 64, 64), [None], [sample])
+        outs.append((sample.gt_instances.pseudo_masks.clone(),
+                     sample.gt_instances.pseudo_scores.clone(), stats,
+                     PseudoMaskQualityHook.score(model.last_pseudo_masks)))
+    # the evaluation masks change neither the pseudo masks nor the scores
+    assert outs[0][0].equal(outs[1][0]) and outs[0][1].equal(outs[1][1])
+    assert outs[0][2]['pseudo_assigned'] == outs[1][2]['pseudo_assigned']
+    # pseudo: the 6 x 6 cells 2..7 inside the box; truth: 8 x 8 cells
+    assert outs[0][3]['pseudo_miou'] == pytest.approx(100 * 36 / 64)
+    # an all-foreground truth: 36 of the 16 x 16 grid
+    assert outs[1][3]['pseudo_miou'] == pytest.approx(100 * 36 / 256)
 
 
 def test_no_teacher_detections_and_bad_config():

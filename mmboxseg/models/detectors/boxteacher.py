@@ -141,7 +141,9 @@ class BoxTeacher(EMATeacherBoxInst):
     def add_pseudo_masks(self, t_inputs: Tensor, t_samples: SampleList,
                          s_samples: SampleList) -> Dict[str, Tensor]:
         """Write ``pseudo_masks`` ``[G, H/4, W/4]`` (bool) and
-        ``pseudo_scores`` ``[G]`` into the student samples' gt_instances.
+        ``pseudo_scores`` ``[G]`` into the student samples' gt_instances,
+        and keep them per image in ``last_pseudo_masks`` (see
+        :class:`~mmboxseg.engine.hooks.PseudoMaskQualityHook`).
 
         Returns:
             dict[str, Tensor]: Logged statistics: the fraction of ground
@@ -149,6 +151,9 @@ class BoxTeacher(EMATeacherBoxInst):
         """
         cfg = self.pseudo_cfg
         results, probs = self.teacher_predictions(t_inputs, t_samples)
+        # what PseudoMaskQualityHook scores after the step; the evaluation
+        # masks ride along untouched, no loss reads them
+        self.last_pseudo_masks = []
         num_gts = num_assigned = 0
         score_sum = t_inputs.new_zeros(())
         for result, prob, sample in zip(results, probs, s_samples):
@@ -171,6 +176,12 @@ class BoxTeacher(EMATeacherBoxInst):
                 scores[matched] = scored
             gt.pseudo_masks = pseudo
             gt.pseudo_scores = scores
+            self.last_pseudo_masks.append(
+                dict(
+                    masks=pseudo,
+                    valid=matched,
+                    eval_masks=gt.get('eval_masks'),
+                    stride=self.mask_head.mask_out_stride))
             num_gts += len(gt)
             num_assigned += int(matched.sum())
             score_sum = score_sum + scores.sum()
