@@ -1,6 +1,7 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 """DiscoBox on SOLOv2: box targets against mmdet's assignment, the MIL loss
-by hand, gates, box-only, teacher use."""
+by hand, gates, box-only, teacher use, pseudo masks for
+PseudoMaskQualityHook."""
 import math
 import os.path as osp
 
@@ -293,3 +294,197 @@ def test_sinkhorn_solver_trains():
     assert ot['loss_corr'] > 0 and ot['loss_corr'] != ref['loss_corr']
     assert ot['loss_mask'] == ref['loss_mask']
     assert ot['corr_queries'] == ref['corr_queries']
+
+
+# -- pseudo masks for PseudoMaskQualityHook ----------------------------------
+def eval_batch(model, eval_masks='bitmap'):
+    """Two images, the second 64 x 56 (padded to 64 x 64), with evaluation
+    masks (the box without its top-left quarter) as
+    ``PackDetInputsWithEvalMasks`` packs them: ``'bitmap'``,
+    ``'untouchable'`` (any read raises; set after the data preprocessor,
+    whose device cast probes every field) or None."""
+    from mmdet.structures import DetDataSample
+    torch.manual_seed(0)
+    samples, inputs = [], []
+    images = (((64, 64), [[8, 8, 40, 44],
+                          [30, 20, 60,
+                           50]], [0, 1]), ((64, 56), [[4, 30, 44, 62]], [0]))
+    for (h, w), boxes, labels in images:
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.)))
+        inst = InstanceData()
+        inst.bboxes = torch.tensor(boxes, dtype=torch.float32)
+        inst.labels = torch.tensor(labels)
+        truth = np.zeros((len(boxes), h, w), np.uint8)
+        for m, (x1, y1, x2, y2) in zip(truth, boxes):
+            m[y1:y2, x1:x2] = 1
+            m[y1:(y1 + y2) // 2, x1:(x1 + x2) // 2] = 0
+        if eval_masks == 'bitmap':
+            inst.eval_masks = BitmapMasks(truth, h, w)
+        s.gt_instances = inst
+        samples.append(s)
+        inputs.append(torch.randint(0, 255, (3, h, w), dtype=torch.uint8))
+    data = model.data_preprocessor(
+        dict(inputs=inputs, data_samples=samples), training=True)
+    if eval_masks == 'untouchable':
+        for s in data['data_samples']:
+            s.gt_instances.eval_masks = Untouchable(len(s.gt_instances))
+    return data
+
+
+def test_eval_masks_change_no_loss():
+    """Every gate open (mean-field, correspondence, bank, EMA teacher):
+    evaluation masks, present or not, give the same losses, and one that
+    raises on any read is never read."""
+    out = {}
+    for kind in (None, 'bitmap', 'untouchable'):
+        model = build(toy_model_cfg())
+        model.memory_bank.push(
+            torch.tensor([0, 0]), torch.rand(2, 128, 7, 7),
+            torch.rand(2, 28, 28), torch.tensor([[0, 0, 30, 30.]] * 2))
+        data = eval_batch(model, kind)
+        out[kind] = {
+            k: v.item()
+            for k, v in model(**data, mode='loss').items()
+        }
+        recs = model.last_pseudo_masks
+        assert len(recs) == 2
+        for rec, s in zip(recs, data['data_samples']):
+            assert rec['eval_masks'] is s.gt_instances.get('eval_masks')
+    assert out['bitmap'] == out[None] == out['untouchable']
+    assert out[None]['loss_ts'] > 0 and out[None]['corr_queries'] >= 1
+    assert out[None]['loss_ts_corr'] > 0
+
+
+def test_pseudo_masks_are_the_majority_vote_and_scored_by_the_hook(
+        monkeypatch):
+    from mmboxseg.engine.hooks import PseudoMaskQualityHook
+    from mmboxseg.models.dense_heads import discobox_solov2_head as mod
+    model = build(toy_model_cfg(), bank=False)
+    model.with_correspondence = False
+    fields, mean_field = [], mod.mean_field
+
+    def spy(*args, **kwargs):
+        fields.append(mean_field(*args, **kwargs))
+        return fields[-1]
+
+    monkeypatch.setattr(mod, 'mean_field', spy)
+    data = eval_batch(model)
+    losses = model(**data, mode='loss')
+    assert losses['gate_ts'] == 1 and len(fields) == 1  # L_con only
+    labels = (fields[0] > 0.5).numpy()
+    recs = model.last_pseudo_masks
+    assert len(recs) == len(data['data_samples']) == 2
+    # the grid: mask features at stride 4 of the padded 64 x 64 batch,
+    # the box masks' grid (cell (i, j) at input pixel (4j + 2, 4i + 2))
+    batch_h, batch_w = data['inputs'].shape[-2:]
+    assert (batch_h, batch_w) == (64, 64)
+    # rows of the labels, by hand: level-major positives of each image
+    # with a non-empty box mask, images in order
+    rows = []
+    for img, s in enumerate(data['data_samples']):
+        gt_inst = s.gt_instances
+        t = model.mask_head.box_targets_single(gt_inst, (16, 16))
+        rows += [(img, int(g)) for g in t['pos_gt'][t['valid'][t['pos_gt']]]]
+    assert len(rows) == len(labels)
+    disagree = False
+    for img, (rec, s) in enumerate(zip(recs, data['data_samples'])):
+        gt_inst = s.gt_instances
+        assert rec['stride'] == 4 and rec['masks'].dtype == torch.bool
+        assert rec['masks'].shape == (len(gt_inst), batch_h // 4, batch_w // 4)
+        assert rec['masks'].shape == gt_inst.box_masks.shape
+        for g in range(len(gt_inst)):
+            mine = labels[[r == (img, g) for r in rows]]
+            assert bool(rec['valid'][g]) == (len(mine) > 0)
+            want = mine.mean(0) > 0.5 if len(mine) else np.zeros((16, 16))
+            np.testing.assert_array_equal(rec['masks'][g].numpy(), want)
+            disagree |= len(mine) > 1 and bool(
+                (mine.any(0) != mine.all(0)).any())
+        # mean-field labels never leave the box masks
+        assert not (rec['masks'] & ~gt_inst.box_masks).any()
+    assert disagree  # the vote is exercised, not a copy of one row
+    assert all(rec['valid'].all() for rec in recs)
+
+    # the hook's score, by hand with numpy at the cell centres 2::4
+    ious, num_rows = [], 0
+    for rec, s in zip(recs, data['data_samples']):
+        truth = s.gt_instances.eval_masks.masks.astype(bool)
+        truth = truth[:, 2::4, 2::4]
+        full = np.zeros((len(truth), 16, 16), bool)
+        full[:, :truth.shape[1], :truth.shape[2]] = truth
+        pseudo = rec['masks'].numpy()
+        num_rows += len(pseudo)
+        for p, t, v in zip(pseudo, full, rec['valid'].numpy()):
+            if v and t.any():  # valid rows with a ground-truth mask
+                ious.append((p & t).sum() / (p | t).sum())
+    assert truth.shape == (1, 16, 14)  # the 56-px image: 2 padding cols
+    stats = PseudoMaskQualityHook.score(recs)
+    assert len(ious) == 3 and 0 < stats['pseudo_miou'] < 100
+    assert stats['pseudo_miou'] == pytest.approx(100 * np.mean(ious))
+    assert stats['pseudo_valid_frac'] == 3 / num_rows == 1.0
+
+
+def test_pseudo_mask_records_by_hand():
+    head = MODELS.build(toy_model_cfg().mask_head)
+    labels = torch.zeros(5, 2, 3, dtype=torch.bool)
+    labels[0, 0] = labels[1, 0, :2] = labels[2, 0, 0] = True  # votes 3 2 1
+    labels[3, 1] = labels[4, 1, 2] = True  # instance 1: votes 1 1 2 of 2
+    img_inds = torch.tensor([0, 0, 0, 0, 0])
+    pos_gt = torch.tensor([0, 0, 0, 1, 1])
+    gts = [
+        InstanceData(labels=torch.tensor([0, 1, 2])),
+        InstanceData(labels=torch.tensor([3]))
+    ]
+    gts[1].eval_masks = BitmapMasks(np.zeros((1, 8, 12), np.uint8), 8, 12)
+    recs = head.pseudo_mask_records(labels, img_inds, pos_gt, gts)
+    assert len(recs) == 2
+    assert recs[0]['masks'][0].tolist() == [[True, True, False],
+                                            [False, False, False]]
+    # a tie (1 of 2) is background
+    assert recs[0]['masks'][1].tolist() == [[False, False, False],
+                                            [False, False, True]]
+    assert recs[0]['valid'].tolist() == [True, True, False]
+    assert recs[0]['eval_masks'] is None and recs[0]['stride'] == 4
+    assert recs[1]['masks'].shape == (1, 2, 3)
+    assert recs[1]['valid'].tolist() == [False]  # no labelled cell
+    assert recs[1]['eval_masks'] is gts[1].eval_masks
+
+
+def test_pseudo_masks_follow_the_gate():
+    """Gate closed: no records and nothing logged; open: one record per
+    image, scored; closed again: the old records are gone. Open with no
+    labelled cell: records without valid rows."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MessageHub
+
+    from mmboxseg.engine.hooks import PseudoMaskQualityHook
+    model = build(toy_model_cfg(ts_start_iter=1, corr_start_iter=1), False)
+    model.with_correspondence = False
+    hook = PseudoMaskQualityHook()
+    hub = MessageHub.get_instance('test_discobox_pseudo_masks')
+    runner = SimpleNamespace(model=model, message_hub=hub, iter=0)
+    model(**eval_batch(model), mode='loss')
+    assert model.last_pseudo_masks == []
+    hook.after_train_iter(runner, 0)
+    assert 'train/pseudo_miou' not in hub.log_scalars
+    losses = model(**eval_batch(model), mode='loss')  # step 1: open
+    assert losses['gate_ts'] == 1 and len(model.last_pseudo_masks) == 2
+    hook.after_train_iter(runner, 1)
+    assert hub.get_scalar('train/pseudo_miou').current() == pytest.approx(
+        PseudoMaskQualityHook.score(model.last_pseudo_masks)['pseudo_miou'])
+    model.train_iters.zero_()
+    model(**eval_batch(model), mode='loss')
+    assert model.last_pseudo_masks == []
+    # open, but a 3-px box has no mask positive: nothing to vote on
+    model.train_iters.fill_(1)
+    data = toy_batch(model)
+    for s in data['data_samples']:
+        s.gt_instances = gt([[11, 11, 13.9, 13.9]], [1])
+    losses = model(**data, mode='loss')
+    assert losses['gate_ts'] == 1 and losses['mil_positives'] == 0
+    recs = model.last_pseudo_masks
+    assert len(recs) == 2 and not any(r['valid'].any() for r in recs)
+    assert recs[0]['masks'].shape == (1, 16, 16)
+    assert PseudoMaskQualityHook.score(recs) is None

@@ -280,3 +280,178 @@ def test_sim_config_errors(tiny_toy, tmp_path):
     data = model.data_preprocessor(data, training=True)
     with pytest.raises(KeyError, match='raw_image'):
         model(**data, mode='loss')
+
+
+# -- pseudo-mask records for PseudoMaskQualityHook ---------------------------
+def build_with_eval_masks(tiny_toy, tmp_path, **extra):
+    """:func:`build` on the toy train images with their ground-truth masks
+    packed as ``gt_instances.eval_masks``."""
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+        dict(type='Resize', scale=(128, 128), keep_ratio=True),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackDetInputsWithEvalMasks')
+    ]
+    return build(
+        tiny_toy, tmp_path, **{
+            'train_dataloader.dataset.ann_file':
+            'annotations/instances_train_with_masks.json',
+            'train_dataloader.dataset.pipeline': pipeline,
+            'model.mask_head.pseudo_start_iters': 0,
+            'model.mask_head.tau_high': 0.3,
+            'model.mask_head.tau_low': 0.1,
+            **extra
+        })
+
+
+def hand_pseudo_miou(records, samples):
+    """PseudoMaskQualityHook.score in plain numpy."""
+    import numpy as np
+    ious, rows, valid_rows = [], 0, 0
+    for rec, sample in zip(records, samples):
+        pseudo = rec['masks'].cpu().numpy()
+        valid = rec['valid'].cpu().numpy()
+        rows += len(pseudo)
+        valid_rows += int(valid.sum())
+        if rec['eval_masks'] is None:
+            continue
+        h, w = pseudo.shape[-2:]
+        strided = sample.gt_instances.eval_masks.masks.astype(bool)[:, 2::4,
+                                                                    2::4]
+        truth = np.zeros_like(pseudo)
+        truth[:, :strided.shape[1], :strided.shape[2]] = strided[:, :h, :w]
+        for p, t, v in zip(pseudo, truth, valid):
+            if v and t.any():
+                ious.append((p & t).sum() / (p | t).sum())
+    return 100 * float(np.mean(ious)), valid_rows / rows
+
+
+def test_eval_masks_enter_no_loss_and_pseudo_masks_are_recorded(
+        tiny_toy, tmp_path):
+    import copy
+
+    from mmboxseg.engine.hooks import PseudoMaskQualityHook
+    model, data = build_with_eval_masks(
+        tiny_toy, tmp_path, **{'model.data_preprocessor.copy_paste': None})
+    model.train()
+    # the same batch without the evaluation masks
+    bare = copy.deepcopy(data)
+    for sample in bare['data_samples']:
+        del sample.gt_instances.eval_masks
+    twin = copy.deepcopy(model)
+    # image 1 gets no sampled positive: it still has a record, all invalid
+    orig = model.mask_head.sample_positives
+    calls = []
+
+    def sample_positives(info):
+        calls.append(info)
+        keep = orig(info)
+        return keep[:0] if len(calls) % 3 == 2 else keep
+
+    outs = []
+    for net, batch in ((model, data), (twin, bare)):
+        net.mask_head.sample_positives = sample_positives
+        batch = net.data_preprocessor(batch, training=True)
+        torch.manual_seed(1)
+        losses = net(**batch, mode='loss')
+        outs.append((losses, net.last_pseudo_masks, batch))
+    (with_eval, records, batch), (without, bare_records, _) = outs
+    # identical losses: no loss reads the evaluation masks
+    assert with_eval.keys() == without.keys()
+    for key in with_eval:
+        assert torch.equal(with_eval[key], without[key]), key
+    assert with_eval['loss_pseudo'] > 0  # the pseudo loss is on
+    # one record per image, in batch order, rows = the image's ground truths
+    samples = batch['data_samples']
+    h, w = batch['inputs'].shape[-2:]
+    assert len(records) == len(bare_records) == len(samples) == 3
+    for i, (rec, bare_rec,
+            sample) in enumerate(zip(records, bare_records, samples)):
+        gt = sample.gt_instances
+        assert rec['masks'].shape == (len(gt), h // 4, w // 4)
+        assert rec['masks'].dtype == torch.bool and rec['stride'] == 4
+        assert rec['eval_masks'] is gt.eval_masks
+        assert bare_rec['eval_masks'] is None
+        assert torch.equal(rec['masks'], bare_rec['masks'])
+        if i == 1:
+            assert 'sim_valid' not in gt and not rec['valid'].any()
+            assert not rec['masks'].any()
+        else:
+            assert torch.equal(rec['valid'], gt.sim_valid)
+            assert torch.equal(rec['valid'], rec['masks'].flatten(1).any(1))
+    assert any(r['valid'].any() for r in records)
+    # the hook's score is the numpy computation on gt[:, 2::4, 2::4]
+    stats = PseudoMaskQualityHook.score(records)
+    miou, frac = hand_pseudo_miou(records, samples)
+    assert stats['pseudo_miou'] == pytest.approx(miou, rel=1e-6)
+    assert stats['pseudo_valid_frac'] == pytest.approx(frac)
+    assert PseudoMaskQualityHook.score(bare_records) is None
+
+
+def test_records_without_any_positive(tiny_toy, tmp_path):
+    model, data = build_with_eval_masks(
+        tiny_toy, tmp_path, **{'model.data_preprocessor.copy_paste': None})
+    model.train()
+    model.mask_head.sample_positives = lambda info: torch.zeros(
+        0, dtype=torch.long)
+    data = model.data_preprocessor(data, training=True)
+    model(**data, mode='loss')
+    records = model.last_pseudo_masks
+    assert len(records) == 3
+    for rec, sample in zip(records, data['data_samples']):
+        assert len(rec['masks']) == len(sample.gt_instances)
+        assert not rec['valid'].any()
+        assert rec['eval_masks'] is sample.gt_instances.eval_masks
+
+
+def test_copy_paste_drops_eval_masks_of_pasted_images(tiny_toy, tmp_path):
+    from mmboxseg.engine.hooks import PseudoMaskQualityHook
+    model, data = build_with_eval_masks(
+        tiny_toy, tmp_path, **{
+            'model.data_preprocessor.copy_paste.prob': 1.0,
+            'model.data_preprocessor.copy_paste.mask_thr': 0.0,
+        })
+    pre = model.data_preprocessor
+    h, w = data['inputs'][0].shape[-2:]
+    bank = MemoryBank(length=1)
+    bank.push(
+        torch.full((3, h, w), 7, dtype=torch.uint8),
+        torch.tensor([[0., 0., w // 2 - 1, h - 1]]), torch.tensor([2]),
+        torch.ones(1, h // 4, w // 4), torch.tensor([1.0]))
+    pre.copy_paste.memory_bank = bank
+    # nothing is pasted onto image 1
+    paste, calls = pre.copy_paste, []
+
+    def copy_paste(results):
+        calls.append(results)
+        if len(calls) == 2:
+            results['gt_pasted'] = torch.zeros_like(
+                results['gt_bboxes_labels'], dtype=torch.bool)
+            return results
+        return paste(results)
+
+    pre.copy_paste = copy_paste
+    before = [s.gt_instances.eval_masks for s in data['data_samples']]
+    rows = [len(s.gt_instances) for s in data['data_samples']]
+    data = pre(data, training=True)
+    samples = data['data_samples']
+    for i, sample in enumerate(samples):
+        gt = sample.gt_instances
+        assert 'masks' not in gt
+        if i == 1:
+            assert not gt.pasted.any() and len(gt) == rows[i]
+            assert gt.eval_masks is before[i]
+            assert len(gt.eval_masks) == len(gt)
+        else:
+            assert gt.pasted.any() and 'eval_masks' not in gt
+    # a training step on it: pasted images have no ground truth to score
+    model.train()
+    losses = model(**data, mode='loss')
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    records = model.last_pseudo_masks
+    assert [r['eval_masks'] is None for r in records] == [True, False, True]
+    stats = PseudoMaskQualityHook.score(records)
+    if records[1]['valid'].any():
+        miou, _ = hand_pseudo_miou(records, samples)
+        assert stats['pseudo_miou'] == pytest.approx(miou, rel=1e-6)

@@ -34,6 +34,14 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
     mask (mixed supervision) would need its mask cut too, which is not
     implemented, so such a batch raises.
 
+    Evaluation masks (``gt_instances.eval_masks`` of
+    :class:`PackDetInputsWithEvalMasks`, read by no loss, only by
+    :class:`~mmboxseg.engine.hooks.PseudoMaskQualityHook`) are never pasted
+    and never cut: an image that receives pasted instances gets new
+    ground-truth rows (pasted, occluded, removed), so its ``eval_masks`` is
+    dropped and the hook skips the image; images nothing was pasted onto
+    keep theirs, aligned with their unchanged rows.
+
     Args:
         copy_paste (dict, optional): Transform config, e.g.
             ``dict(type='WeakCopyPaste')``; None disables pasting (samples
@@ -93,6 +101,8 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
         new_boxes = results['gt_bboxes']
         if isinstance(boxes, HorizontalBoxes):
             new_boxes = HorizontalBoxes(new_boxes)
+        # rebuilt from the boxes and labels only: the rows changed, so the
+        # image's eval_masks (if any) no longer match them and are dropped
         new_gt = InstanceData(
             bboxes=new_boxes,
             labels=results['gt_bboxes_labels'],

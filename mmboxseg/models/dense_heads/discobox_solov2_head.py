@@ -1,5 +1,5 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +81,15 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
     Which of these run is decided by the detector's gates
     (:class:`~mmboxseg.models.detectors.DiscoBox`).
 
+    **Pseudo masks** (:attr:`last_pseudo_masks`, for
+    :class:`~mmboxseg.engine.hooks.PseudoMaskQualityHook`): in a step with
+    the self-consistency gate open, the mean-field labels of ``L_con``
+    (one per positive cell, on the mask features' grid, i.e. the
+    ``mask_stride`` grid of the padded batch input whose cell ``(i, j)``
+    is input pixel ``(s j + s // 2, s i + s // 2)``, as the box masks)
+    are merged per instance by :meth:`pseudo_mask_records`. Otherwise the
+    list is empty. No loss reads ``gt_instances.eval_masks``.
+
     Args:
         mean_field (dict): ``kernel_size`` 3, ``num_iters`` 10, ``alpha0``
             2, ``theta0`` 0.5, ``theta1`` 30, ``base`` 0.1 (release).
@@ -115,6 +124,8 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
         self.loss_corr = MODELS.build(loss_corr)
         # set by MemoryBankHook; per rank (see ObjectMemoryBank)
         self.memory_bank = None
+        # set by every loss_by_feat (see pseudo_mask_records)
+        self.last_pseudo_masks: List[dict] = []
 
     # -- targets ------------------------------------------------------------
     def box_targets_single(self, gt_instances: InstanceData,
@@ -266,6 +277,7 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             enough partners).
         """
         gates = {'ts': False, 'corr': False, 'ts_corr': True, **(gates or {})}
+        self.last_pseudo_masks = []
         featmap_size = mask_feats.shape[-2:]
         targets = [
             self.box_targets_single(gt, featmap_size)
@@ -277,6 +289,8 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
         pos_cell = torch.cat([t['pos_cell'] for t in targets])
         # positives whose box covers a stride-4 sample carry mask losses
         with_mask = torch.cat([t['valid'][t['pos_gt']] for t in targets])
+        # row r of the mask losses: instance pos_gt[r] of image img_inds[r]
+        pos_gt = torch.cat([t['pos_gt'] for t in targets])[with_mask]
         img_inds, pos_level, pos_cell = (img_inds[with_mask],
                                          pos_level[with_mask],
                                          pos_cell[with_mask])
@@ -314,6 +328,10 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             flatten_cls_preds, flatten_labels, avg_factor=num_fg + 1)
 
         if not (gates['ts'] or gates['corr']) or not num_pos:
+            if gates['ts']:  # open, but no positive carries a label
+                self.last_pseudo_masks = self.pseudo_mask_records(
+                    mask_feats.new_zeros((0, *featmap_size), dtype=torch.bool),
+                    img_inds, pos_gt, batch_gt_instances)
             losses['corr_queries'] = zero.detach()
             return losses
         if teacher is None or images is None:
@@ -335,9 +353,14 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
                 t_probs = self.dynamic_masks(t_kernels, teacher['mask_feats'],
                                              img_inds).sigmoid()
             probs = logits.sigmoid()
-            losses['loss_ts'] = self.consistency_loss(probs, t_probs,
-                                                      pos_boxes.bool(),
-                                                      pairwise[img_inds])
+            losses['loss_ts'], ts_labels = self.consistency_loss(
+                probs,
+                t_probs,
+                pos_boxes.bool(),
+                pairwise[img_inds],
+                return_labels=True)
+            self.last_pseudo_masks = self.pseudo_mask_records(
+                ts_labels, img_inds, pos_gt, batch_gt_instances)
         if gates['corr']:
             losses.update(
                 self.correspondence_losses(mlvl_kernel_preds, mask_feats,
@@ -348,13 +371,16 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             losses['corr_queries'] = zero.detach()
         return losses
 
-    def consistency_loss(self,
-                         probs: Tensor,
-                         teacher_probs: Tensor,
-                         boxes: Tensor,
-                         pairwise: Tensor,
-                         cross_unary: Optional[Tensor] = None,
-                         weight: Optional[float] = None) -> Tensor:
+    def consistency_loss(
+            self,
+            probs: Tensor,
+            teacher_probs: Tensor,
+            boxes: Tensor,
+            pairwise: Tensor,
+            cross_unary: Optional[Tensor] = None,
+            weight: Optional[float] = None,
+            return_labels: bool = False
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """``L_con``: dice of the student against the structured
         teacher's labels.
 
@@ -365,6 +391,8 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             pairwise (Tensor): ``[n, k*k, H, W]`` mean-field weights.
             cross_unary (Tensor, optional): ``[n, 2, H, W]``.
             weight (float, optional): Defaults to ``ts_loss_weight``.
+            return_labels (bool): Also return the labels ``[n, H, W]``
+                (bool, mean-field marginal ``> 0.5``).
         """
         cfg = self.mean_field_cfg
         labels = mean_field(
@@ -381,7 +409,54 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             labels.flatten(1).float(),
             eps=0.002)
         weight = self.ts_loss_weight if weight is None else weight
-        return dice.mean() * weight
+        loss = dice.mean() * weight
+        return (loss, labels) if return_labels else loss
+
+    @torch.no_grad()
+    def pseudo_mask_records(self, labels: Tensor, img_inds: Tensor,
+                            pos_gt: Tensor,
+                            batch_gt_instances: InstanceList) -> List[dict]:
+        """Per-image pseudo masks from the per-cell mean-field labels.
+
+        An instance has one label per positive cell (up to 3 x 3 cells on
+        each of its levels), all at the mask features' resolution. Its
+        pseudo mask is their **majority vote**: a pixel is foreground when
+        more than half of the instance's labels are (a tie is background).
+        As the mean-field marginals take the two values ``base`` and ``1 -
+        base`` only, this equals thresholding their mean at 0.5.
+
+        Args:
+            labels (Tensor): ``[n, H, W]`` bool labels of the positive
+                cells with a mask loss.
+            img_inds (Tensor): ``[n]`` image of each row.
+            pos_gt (Tensor): ``[n]`` index of each row's instance in its
+                image's ``gt_instances``.
+            batch_gt_instances (list[InstanceData]): One per image.
+
+        Returns:
+            list[dict]: One per image: ``masks [G, H, W]`` bool, ``valid
+            [G]`` (instances with at least one labelled cell),
+            ``eval_masks`` (``gt_instances.eval_masks`` or None) and
+            ``stride`` (``mask_stride``: the grid is that of the box
+            masks, cell ``(i, j)`` at input pixel ``(s j + s // 2, s i +
+            s // 2)`` of the padded batch).
+        """
+        records = []
+        for img, gt in enumerate(batch_gt_instances):
+            sel = img_inds == img
+            rows, inst = labels[sel], pos_gt[sel]
+            num_gts = len(gt.labels)
+            votes = rows.new_zeros(
+                (num_gts, *labels.shape[-2:]),
+                dtype=torch.long).index_add_(0, inst, rows.long())
+            counts = torch.bincount(inst, minlength=num_gts)
+            records.append(
+                dict(
+                    masks=2 * votes > counts[:, None, None],
+                    valid=counts > 0,
+                    eval_masks=gt.get('eval_masks'),
+                    stride=self.mask_stride))
+        return records
 
     def correspondence_losses(self,
                               mlvl_kernel_preds: List[Tensor],

@@ -66,6 +66,17 @@ class SIMMaskHead(BoxSupMaskHead):
     pseudo-mask support's box) ``[G, H/4, W/4]``, ``sim_scores`` (Eq. 11)
     ``[G]`` and ``sim_valid`` ``[G]`` (has a non-empty pseudo mask).
 
+    In every training step, warm-up included (the pseudo masks are computed
+    from the first step on), it also keeps the pseudo masks in
+    ``last_pseudo_masks`` for
+    :class:`~mmboxseg.engine.hooks.PseudoMaskQualityHook` (through the
+    detector's ``last_pseudo_masks``): one dict per image of the batch, in
+    batch order, with ``masks`` ``[G, H/4, W/4]`` bool (one row per ground
+    truth), ``valid`` ``[G]`` (``sim_valid``), ``eval_masks`` (the image's
+    ``gt_instances.eval_masks`` or None) and ``stride``
+    (``mask_out_stride``). An image without sampled positives has empty
+    masks and no valid row. No loss reads ``eval_masks``.
+
     Values follow the public code where it differs from the paper, except
     where noted: prototype momentum 0.999, Sinkhorn ``eps = 0.05`` with 3
     iterations, ``tau_low = 0.4`` (the paper's Table 7 best is 0.3),
@@ -180,6 +191,9 @@ class SIMMaskHead(BoxSupMaskHead):
         self.register_buffer('prototypes', F.normalize(prototypes, dim=-1))
         self.register_buffer('prototype_updates',
                              torch.zeros((), dtype=torch.long))
+        # per-image pseudo masks of the last training step (see above)
+        self.last_pseudo_masks = []
+        self._batch_gt_instances = None
 
     # -- features -----------------------------------------------------------
     def forward(self, x: tuple, positive_infos: InstanceList) -> tuple:
@@ -316,6 +330,44 @@ class SIMMaskHead(BoxSupMaskHead):
             logger='current')
 
     # -- losses -------------------------------------------------------------
+    def loss_by_feat(self, mask_preds: list, batch_gt_instances: InstanceList,
+                     *args, **kwargs) -> dict:
+        """:meth:`BoxSupMaskHead.loss_by_feat`; keeps the batch's ground
+        truths at hand so that :meth:`extra_losses`, which only sees the
+        images with sampled positives, records every image."""
+        self._batch_gt_instances = batch_gt_instances
+        try:
+            return super().loss_by_feat(mask_preds, batch_gt_instances, *args,
+                                        **kwargs)
+        finally:
+            self._batch_gt_instances = None
+
+    def record_pseudo_masks(self, pseudo_masks: dict, sampled: list) -> None:
+        """Set ``last_pseudo_masks``: one record per image of the batch
+        (of the sampled images when called outside :meth:`loss_by_feat`).
+
+        Args:
+            pseudo_masks (dict): ``id(gt_instances)`` to the image's
+                ``[G, H, W]`` bool pseudo masks; images not in it get empty
+                ones.
+            sampled (list[tuple]): As :meth:`extra_losses`.
+        """
+        batch = self._batch_gt_instances
+        if batch is None:
+            batch = [entry[0] for entry in sampled]
+        records = []
+        for gt in batch:
+            masks = pseudo_masks.get(id(gt))
+            if masks is None:
+                masks = torch.zeros_like(gt.box_masks, dtype=torch.bool)
+            records.append(
+                dict(
+                    masks=masks,
+                    valid=masks.flatten(1).any(dim=1),
+                    eval_masks=gt.get('eval_masks'),
+                    stride=self.mask_out_stride))
+        self.last_pseudo_masks = records
+
     def extra_losses(self, preds: Optional[Tensor], sampled: list,
                      has_mask: Optional[Tensor], zero: Tensor,
                      neg_log_same: Optional[Tensor]) -> dict:
@@ -324,14 +376,17 @@ class SIMMaskHead(BoxSupMaskHead):
             loss_pseudo=zero, loss_paste=zero, pseudo_fg_fraction=zero)
         if not self.training:
             return losses
+        self.last_pseudo_masks = []
         if preds is None:
             self.sync_prototypes()
+            self.record_pseudo_masks({}, sampled)
             return losses
         active = self.pseudo_active()
         targets, weights, paste_targets, paste_flags, valids = \
             [], [], [], [], []
         pseudo_area = preds.new_zeros(())
         box_area = preds.new_zeros(())
+        pseudo_masks = {}  # for PseudoMaskQualityHook, read by no loss
         for gt, gt_inds, valid, info in sampled:
             if valid is None:
                 valid = torch.ones_like(gt.box_masks[0])
@@ -341,6 +396,7 @@ class SIMMaskHead(BoxSupMaskHead):
             gt.sim_prob = prob * gt.box_masks
             gt.sim_scores = mask_scores(prob, pseudo)
             gt.sim_valid = pseudo.flatten(1).any(dim=1)
+            pseudo_masks[id(gt)] = pseudo
             pseudo_area += pseudo.sum()
             box_area += (gt.box_masks & has[:, None, None]).sum()
             targets.append(pseudo[gt_inds])
@@ -355,6 +411,7 @@ class SIMMaskHead(BoxSupMaskHead):
                 paste_masks[gt_inds] if paste_masks is not None else torch.
                 zeros_like(targets[-1]))
         self.sync_prototypes()
+        self.record_pseudo_masks(pseudo_masks, sampled)
         # logged (not a loss): share of box pixels in the pseudo masks
         losses['pseudo_fg_fraction'] = pseudo_area / box_area.clamp(min=1)
         if not active:

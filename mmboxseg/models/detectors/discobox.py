@@ -61,6 +61,13 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
     ``avg`` and the step count are buffers, so ``--resume`` restores the
     gates.
 
+    **Pseudo masks.** :attr:`last_pseudo_masks` holds, after each training
+    step with the self-consistency gate open, the per-instance majority
+    vote of the mean-field labels (stride-4 grid of the padded input, as
+    the box masks) for
+    :class:`~mmboxseg.engine.hooks.PseudoMaskQualityHook`; with the gate
+    closed it is empty. ``gt_instances.eval_masks`` is only passed through.
+
     **Ablations.** ``with_mean_field=False`` drops both self-consistency
     terms; ``with_correspondence=False`` drops the correspondence branch
     (no memory bank needed).
@@ -140,6 +147,15 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
     @memory_bank.setter
     def memory_bank(self, bank) -> None:
         self.mask_head.memory_bank = bank
+
+    @property
+    def last_pseudo_masks(self) -> list:
+        """The last training step's pseudo masks, one record per image
+        (see :meth:`DiscoBoxSOLOv2Head.pseudo_mask_records
+        <mmboxseg.models.dense_heads.DiscoBoxSOLOv2Head.pseudo_mask_records>`
+        and :class:`~mmboxseg.engine.hooks.PseudoMaskQualityHook`); empty
+        when the self-consistency gate was closed."""
+        return self.mask_head.last_pseudo_masks
 
     @property
     def min_bank_size(self) -> int:

@@ -42,6 +42,10 @@ class SIM(EMATeacherBoxInst):
        copy-paste (:class:`WeakCopyPaste` in
        :class:`CopyPasteBoxSupDataPreprocessor`).
 
+    After each training step :attr:`last_pseudo_masks` holds the head's
+    pseudo masks per image, for
+    :class:`~mmboxseg.engine.hooks.PseudoMaskQualityHook`.
+
     Differences from the public code, on purpose: the momentum encoder's
     FCOS head runs on the momentum encoder's own features (the code runs
     the EMA proposal head on the student's features), and images are
@@ -64,6 +68,12 @@ class SIM(EMATeacherBoxInst):
                 'class); set both to the data set\'s number of classes')
         # set by MemoryBankHook; None trains without a bank
         self.memory_bank = None
+
+    @property
+    def last_pseudo_masks(self) -> List[dict]:
+        """The last training step's pseudo masks, one record per image
+        (see :class:`SIMMaskHead`)."""
+        return self.mask_head.last_pseudo_masks
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> dict:
