@@ -1,4 +1,5 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 from .correspondence import dense_correspondence, transfer_keypoints
+from .inferencer import BoxSegInferencer
 
-__all__ = ['dense_correspondence', 'transfer_keypoints']
+__all__ = ['BoxSegInferencer', 'dense_correspondence', 'transfer_keypoints']

@@ -136,3 +136,83 @@ def test_peer_check_and_table(tool):
     assert sim[2] == '0.030' and sim[6] == '0.20'  # ratio 0.03 / 0.15
     assert sim[7] == '15.0' and sim[8] == '500' and sim[-1] == '61.2'
     assert rows['CondInst (upper bound)'][-1] == '–'
+
+
+def test_peer_check_over_seeds(tool):
+    results = {
+        'mmdet_boxinst': _result(0.043, 0.40),
+        'boxinst': _result(0.004, 0.30),
+        'mmdet_boxinst_seed1': _result(0.010, 0.40),
+        'boxinst_seed1': _result(0.060, 0.32),
+        'boxinst_seed2': _result(0.020, 0.30),  # its peer is missing
+    }
+    check = tool.peer_check(results, seeds=[1, 2])
+    assert [p['seed'] for p in check['pairs']] == [0, 1]
+    assert check['ap_diff'] == pytest.approx(-3.9)
+    assert not check['ap_ok']
+    # mean of -3.9 and +5.0
+    assert check['mean_diff'] == pytest.approx(0.55)
+    assert check['mean_ap_ok']
+    assert check['median_ratio'] == pytest.approx((0.75 + 0.8) / 2)
+    assert tool.row_key('boxinst', 2) == 'boxinst_seed2'
+    assert tool.row_key('boxinst') == 'boxinst'
+
+
+def test_box_pseudo_miou_by_hand(tool, tmp_path):
+    """A 16x16-px box whose object is its left half: on the stride-4 grid
+    the box covers 4x4 cells (centres 10, 14, 18, 22), the object the 2x4
+    cells with x centres 10 and 14: IoU 8 / 16."""
+    import json
+
+    import numpy as np
+    from pycocotools import mask as mask_utils
+    mask = np.zeros((60, 64), np.uint8)  # padded to 64x64 by the model
+    mask[8:24, 8:16] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    rle['counts'] = rle['counts'].decode()
+    ann = dict(
+        images=[dict(id=1, file_name='a.png', height=60, width=64)],
+        categories=[dict(id=1, name='thing')],
+        annotations=[
+            dict(
+                id=1,
+                image_id=1,
+                category_id=1,
+                bbox=[8, 8, 16, 16],
+                area=128,
+                iscrowd=0,
+                segmentation=rle)
+        ])
+    path = tmp_path / 'ann.json'
+    path.write_text(json.dumps(ann))
+    assert tool.box_pseudo_miou(str(path)) == pytest.approx(50.0)
+
+
+def test_quick_run_end_to_end(tool, tmp_path):
+    """``--quick``: every row trains (10 iterations), tests and lands in
+    the table; the peer section has both seeds; the plot is a PNG."""
+    out = tmp_path / 'benchmark.md'
+    results = tool.main(
+        ['--quick', '--work-dir',
+         str(tmp_path / 'work'), '--out',
+         str(out)])
+    names = [m[0] for m in tool.METHODS]
+    assert set(names) | {'mmdet_boxinst_seed1', 'boxinst_seed1', '_reference'
+                         } == set(results)
+    text = out.read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith('| ')]
+    # header + 9 method rows + peer header + 2 seeds + mean
+    assert len(rows) == 1 + len(names) + 1 + 2 + 1
+    assert '--quick` smoke run' in text
+    # SIM computes pseudo masks from its first step; BoxCaseg's proxy
+    # masks are scored by the proxy tool
+    for name in ('sim', 'boxcaseg', 'self_training'):
+        assert 0 <= results[name]['pseudo_miou'] <= 100
+    assert 0 < results['_reference']['box_pseudo_miou'] < 100
+    for name in names:
+        if name != 'box_baseline':
+            assert results[name]['step_s'] > 0
+            assert results[name]['peak_mem_mib'] > 0
+            assert results[name]['infer_img_s'] > 0
+    with open(tmp_path / 'benchmark_zoo.png', 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'

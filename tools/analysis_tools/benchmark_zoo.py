@@ -14,7 +14,15 @@ in its own process, then tested on the toy test split:
   modules, the toy data, backbone and schedule swapped in);
 - mmboxseg's BoxInst, BoxTeacher, SIM and DiscoBox;
 - the BoxCaseg pipeline: segmenter, proxy masks, Proxy Mask R-CNN (its
-  train time is the sum of the three stages).
+  train time is the sum of the three stages);
+- self-training (BoxTeacher's Table 7 shape): mmboxseg BoxInst's masks
+  exported for every training box by ``tools/misc/export_pseudo_masks.py``
+  (``--box-fallback``), then CondInst trained on them as if they were
+  ground truth.
+
+mmdet's and mmboxseg's BoxInst are also trained with the extra seeds of
+``--peer-seeds`` (default 1 and 2; toy BoxInst varies strongly with the
+seed), and the report compares them seed by seed.
 
 BoxTeacher, SIM and DiscoBox train on the toy file that also carries masks,
 packed as evaluation-only ``eval_masks`` and scored by
@@ -42,6 +50,8 @@ import subprocess
 import sys
 import time
 
+from mmengine.config import DictAction
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA = osp.join(ROOT, 'data', 'toy')
 SALIENT = osp.join(ROOT, 'data', 'toy_salient')
@@ -60,6 +70,8 @@ METHODS = [
      'configs/boxinst/boxinst_r18_fpn_toy_mmdet.py', False),
     (OURS, 'mmboxseg BoxInst', 'boxes',
      'configs/boxinst/boxinst_r18_fpn_toy.py', False),
+    ('self_training', 'CondInst on BoxInst\'s exported masks', 'boxes',
+     'configs/condinst/condinst_r18_fpn_toy.py', False),
     ('boxteacher', 'BoxTeacher', 'boxes',
      'configs/boxteacher/boxteacher_r18_fpn_toy.py', True),
     ('sim', 'SIM', 'boxes', 'configs/sim/sim_r18_fpn_toy.py', True),
@@ -70,6 +82,8 @@ METHODS = [
 ]
 BOXCASEG_SEGMENTER = 'configs/boxcaseg/boxcaseg_segmenter_r18_toy.py'
 QUICK_ITERS = 10
+# rows that reuse the mmboxseg BoxInst row's model run after it
+DERIVED = ('box_baseline', 'self_training')
 
 
 def parse_args(argv=None):
@@ -98,10 +112,26 @@ def parse_args(argv=None):
         '--resume',
         action='store_true',
         help='reuse the result.json of rows already run')
+    parser.add_argument(
+        '--peer-seeds',
+        type=int,
+        nargs='*',
+        help='extra seeds of the two BoxInst rows (default: 1 2; with '
+        '--quick: 1)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='config overrides for the rows trained from their own config '
+        '(not BoxCaseg\'s stages, not self-training), e.g. for an ablation '
+        'with --only and another --work-dir')
     parser.add_argument('--child', help=argparse.SUPPRESS)
+    parser.add_argument('--child-seed', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.iters = QUICK_ITERS
+    if args.peer_seeds is None:
+        args.peer_seeds = [1] if args.quick else [1, 2]
     if args.iters < 1:
         parser.error('--iters must be >= 1')
     args.work_dir = osp.abspath(args.work_dir)
@@ -185,7 +215,8 @@ def train_and_test(config,
                    pseudo=False,
                    test=True,
                    dump=None,
-                   cfg_options=None):
+                   cfg_options=None,
+                   seed=None):
     """Train one config in this process; returns its figures."""
     from mmengine.config import Config
     from mmengine.runner import Runner
@@ -197,6 +228,8 @@ def train_and_test(config,
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     set_schedule(cfg, iters, work_dir)
+    if seed is not None:
+        cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)
     if pseudo:
         with_pseudo_mask_quality(
             cfg, 'annotations/instances_train_with_masks.json')
@@ -209,6 +242,7 @@ def train_and_test(config,
     result = dict(
         config=config,
         iters=iters,
+        seed=cfg.randomness.seed,
         train_s=time.perf_counter() - start,
         step_s=_median('train/time', runner.message_hub),
         data_s=_median('train/data_time', runner.message_hub),
@@ -285,12 +319,49 @@ def run_boxcaseg(work_dir, iters, device):
     return result
 
 
+def run_self_training(work_dir, iters, device, ours):
+    """Export BoxInst's masks for every training box (its box where no
+    prediction is assigned), then train CondInst on them."""
+    os.makedirs(work_dir, exist_ok=True)
+    pseudo_ann = osp.join(work_dir, 'instances_train_pseudo.json')
+    tool = _load_tool('tools/misc/export_pseudo_masks.py')
+    start = time.perf_counter()
+    stats = tool.main([
+        osp.join(ROOT, ours['config']), ours['checkpoint'],
+        osp.join(ANN, 'instances_train.json'), pseudo_ann, '--img-prefix',
+        osp.join(DATA, 'images', 'train'), '--box-fallback', '--gt-ann',
+        osp.join(ANN, 'instances_train_with_masks.json'), '--device', device
+    ])
+    export_s = time.perf_counter() - start
+    result = train_and_test(
+        METHODS[0][3],
+        osp.join(work_dir, 'condinst'),
+        iters,
+        device,
+        cfg_options={'train_dataloader.dataset.ann_file': pseudo_ann})
+    result.update(
+        stages_s=dict(export=export_s, condinst=result['train_s']),
+        train_s=result['train_s'] + export_s,
+        pseudo_miou=stats.get('miou'),
+        export_coverage=stats.get('coverage'))
+    return result
+
+
 def run_child(args):
     name = args.child
     method = {m[0]: m for m in METHODS}[name]
-    work_dir = osp.join(args.work_dir, name)
+    seed = args.child_seed
+    work_dir = osp.join(args.work_dir, row_key(name, seed))
     if name == 'boxcaseg':
         result = run_boxcaseg(work_dir, args.iters, args.device)
+    elif name == 'self_training':
+        ours = osp.join(args.work_dir, OURS, 'result.json')
+        if not osp.exists(ours):
+            raise RuntimeError(f'self-training needs the mmboxseg BoxInst '
+                               f'row ({ours}): run it first')
+        with open(ours) as f:
+            result = run_self_training(work_dir, args.iters, args.device,
+                                       json.load(f))
     else:
         dump = osp.join(work_dir, 'test_preds.pkl') if name == OURS else None
         result = train_and_test(
@@ -299,7 +370,9 @@ def run_child(args):
             args.iters,
             args.device,
             pseudo=method[4],
-            dump=dump)
+            dump=dump,
+            seed=seed,
+            cfg_options=args.cfg_options)
         if dump:
             result['test_preds'] = dump
     result.update(name=name, device=args.device)
@@ -308,6 +381,47 @@ def run_child(args):
 
 
 # -- the parent -----------------------------------------------------------
+def row_key(name, seed=None):
+    """Work-dir and result key of a row; extra seeds get a suffix."""
+    return name if seed is None else f'{name}_seed{seed}'
+
+
+def box_pseudo_miou(ann_file, stride=4, pad_divisor=32):
+    """Reference for the pseudo-mask column: mIoU (%) of the boxes
+    themselves as pseudo masks against the toy masks, on the stride-4
+    grid of the padded input that the hook scores on (toy images are not
+    resized)."""
+    import numpy as np
+    import torch
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    from mmboxseg.engine.hooks.pseudo_mask_quality_hook import (
+        pseudo_mask_ious, strided_truth)
+    from mmboxseg.models.utils import strided_box_masks
+    coco = COCO(ann_file)
+    ious = []
+    for img_id in coco.getImgIds():
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False))
+        if not anns:
+            continue
+        info = coco.loadImgs(img_id)[0]
+        truth = torch.from_numpy(
+            np.stack([mask_utils.decode(coco.annToRLE(a))
+                      for a in anns]).astype(bool))
+        boxes = torch.tensor([a['bbox'] for a in anns], dtype=torch.float32)
+        boxes[:, 2:] += boxes[:, :2]
+        hw = [
+            -(-size // pad_divisor) * pad_divisor // stride
+            for size in (info['height'], info['width'])
+        ]
+        ious.append(
+            pseudo_mask_ious(
+                strided_box_masks(boxes, hw, stride),
+                strided_truth(truth, hw, stride)))
+    return 100 * float(torch.cat(ious).mean())
+
+
 def run_box_baseline(work_dir, ours):
     if ours is None or 'test_preds' not in ours:
         raise RuntimeError('the box baseline needs the mmboxseg BoxInst row '
@@ -426,20 +540,42 @@ HEADER = [
 ]
 
 
-def peer_check(results):
-    """mmboxseg BoxInst against mmdet's on the same run: AP points and the
-    step-time ratio."""
-    ours, peer = results.get(OURS), results.get(PEER)
-    if not ours or not peer:
+def peer_check(results, seeds=()):
+    """mmboxseg BoxInst against mmdet's, seed by seed: segm AP points
+    (mmboxseg - mmdet) and the step-time ratio (mmboxseg / mmdet); the
+    verdicts use the first seed's run and the mean over the seeds run."""
+    pairs = []
+    for seed in [None, *seeds]:
+        ours = results.get(row_key(OURS, seed))
+        peer = results.get(row_key(PEER, seed))
+        if ours and peer:
+            pairs.append(
+                dict(
+                    seed=ours.get('seed', 0) if seed is None else seed,
+                    ours=100 * ours['metrics']['coco/segm_mAP'],
+                    peer=100 * peer['metrics']['coco/segm_mAP'],
+                    ours_step=ours['step_s'],
+                    peer_step=peer['step_s']))
+    if not pairs:
         return None
-    d_ap = 100 * (
-        ours['metrics']['coco/segm_mAP'] - peer['metrics']['coco/segm_mAP'])
-    ratio = ours['step_s'] / peer['step_s']
+    for p in pairs:
+        p['diff'] = p['ours'] - p['peer']
+        p['ratio'] = p['ours_step'] / p['peer_step']
+    first = pairs[0]
+    mean_diff = statistics.mean(p['diff'] for p in pairs)
+    ratio = statistics.median(p['ratio'] for p in pairs)
     return dict(
-        ap_diff=d_ap,
-        step_ratio=ratio,
-        ap_ok=abs(d_ap) <= 1.5,
-        step_ok=ratio <= 1.0)
+        pairs=pairs,
+        ap_diff=first['diff'],
+        step_ratio=first['ratio'],
+        mean_ours=statistics.mean(p['ours'] for p in pairs),
+        mean_peer=statistics.mean(p['peer'] for p in pairs),
+        mean_diff=mean_diff,
+        median_ratio=ratio,
+        ap_ok=abs(first['diff']) <= 1.5,
+        mean_ap_ok=abs(mean_diff) <= 1.5,
+        step_ok=first['ratio'] <= 1.0,
+        median_step_ok=ratio <= 1.0)
 
 
 def plot(results, path):
@@ -467,7 +603,7 @@ def plot(results, path):
     plt.close(fig)
 
 
-def write_markdown(results, args, total_s, command):
+def write_markdown(results, args, total_s, command, reused=()):
     rows = table_rows(results)
     lines = [
         '# Zoo benchmark', '',
@@ -479,7 +615,9 @@ def write_markdown(results, args, total_s, command):
         f'{args.iters} iterations (batch 8 of 128x128 toy images, AdamW '
         '1e-3, LR x0.1 at 80 %, seed 0) in its own process, one after the '
         'other, and tested on the toy test split (60 images). '
-        f'The whole run took {total_s / 60:.1f} min.', ''
+        f'This invocation took {total_s / 60:.1f} min' +
+        (f'; it reused the results of {len(reused)} rows run before '
+         f'(`--resume`: {", ".join(reused)}).' if reused else '.'), ''
     ]
     if args.quick:
         lines += [
@@ -515,16 +653,59 @@ def write_markdown(results, args, total_s, command):
         '- **box baseline**: the mmboxseg BoxInst row\'s detected boxes '
         'pasted as masks (`eval_box_baseline.py`); no training of its own.'
     ]
-    check = peer_check(results)
+    check = peer_check(results, args.peer_seeds)
     if check:
+
+        def within(ok):
+            return 'within' if ok else 'NOT within'
+
+        def slower(ok):
+            return 'not slower' if ok else 'SLOWER'
+
         lines += [
             '', '## mmboxseg BoxInst against mmdet 3.3.0 BoxInst', '',
-            f'- segm AP difference (mmboxseg - mmdet): '
-            f'{check["ap_diff"]:+.1f} AP points: '
-            f'{"within" if check["ap_ok"] else "NOT within"} 1.5 AP.',
-            f'- median train-step time ratio (mmboxseg / mmdet): '
-            f'{check["step_ratio"]:.2f}: '
-            f'{"not slower" if check["step_ok"] else "SLOWER"}.'
+            'Same data, schedule and seed per row; segm AP in points, '
+            'median train-step time in ms.', '',
+            '| seed | mmdet segm AP | mmboxseg segm AP | difference | '
+            'mmdet step | mmboxseg step | step ratio |',
+            '|---|---|---|---|---|---|---|'
+        ] + [
+            f'| {p["seed"]} | {p["peer"]:.1f} | {p["ours"]:.1f} | '
+            f'{p["diff"]:+.1f} | {1000 * p["peer_step"]:.0f} | '
+            f'{1000 * p["ours_step"]:.0f} | {p["ratio"]:.2f} |'
+            for p in check['pairs']
+        ] + [
+            f'| mean | {check["mean_peer"]:.1f} | {check["mean_ours"]:.1f} '
+            f'| {check["mean_diff"]:+.1f} | | | '
+            f'{check["median_ratio"]:.2f} (median) |', '',
+            f'- seed {check["pairs"][0]["seed"]}: difference '
+            f'{check["ap_diff"]:+.1f} AP, {within(check["ap_ok"])} 1.5 AP; '
+            f'step ratio {check["step_ratio"]:.2f}, '
+            f'{slower(check["step_ok"])}.',
+            f'- over {len(check["pairs"])} seed(s): mean difference '
+            f'{check["mean_diff"]:+.1f} AP, '
+            f'{within(check["mean_ap_ok"])} 1.5 AP; median step ratio '
+            f'{check["median_ratio"]:.2f}, '
+            f'{slower(check["median_step_ok"])}.'
+        ]
+    selftrain = results.get('self_training')
+    if selftrain and 'stages_s' in selftrain:
+        lines += [
+            '', 'Self-training: BoxInst\'s masks cover '
+            f'{selftrain["export_coverage"]:.1f} % of the training boxes '
+            '(the rest get their box as mask); export '
+            f'{selftrain["stages_s"]["export"] / 60:.1f} min, CondInst '
+            f'{selftrain["stages_s"]["condinst"] / 60:.1f} min.'
+        ]
+    reference = results.get('_reference', {})
+    if 'box_pseudo_miou' in reference:
+        lines += [
+            '', 'Reference for the pseudo-mask column: the training boxes '
+            'themselves as pseudo masks score '
+            f'{reference["box_pseudo_miou"]:.1f} mIoU on the same stride-4 '
+            'grid and '
+            f'{reference.get("box_pseudo_miou_full", float("nan")):.1f} at '
+            'full resolution (BoxCaseg\'s and self-training\'s scale).'
         ]
     boxcaseg = results.get('boxcaseg')
     if boxcaseg and 'stages_s' in boxcaseg:
@@ -564,13 +745,21 @@ def main(argv=None):
     if args.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''
     results = {}
-    # the box baseline reuses the mmboxseg BoxInst row's predictions
-    order = [m for m in METHODS if m[0] != 'box_baseline'] + \
-        [m for m in METHODS if m[0] == 'box_baseline']
-    for name, label, _, config, _ in order:
-        work_dir = osp.join(args.work_dir, name)
+    # rows that reuse the mmboxseg BoxInst row's model come after it; the
+    # extra seeds of the two BoxInst rows last
+    order = [(m, None) for m in METHODS if m[0] not in DERIVED] + \
+        [(m, None) for m in METHODS if m[0] in DERIVED] + \
+        [(m, s) for s in args.peer_seeds
+         for m in METHODS if m[0] in (PEER, OURS)]
+    reused = []
+    for (name, label, _, config, _), seed in order:
+        key = row_key(name, seed)
+        work_dir = osp.join(args.work_dir, key)
         path = osp.join(work_dir, 'result.json')
-        if name in names and not (args.resume and osp.exists(path)):
+        if seed is not None:
+            label = f'{label}, seed {seed}'
+        run_here = name in names and not (args.resume and osp.exists(path))
+        if run_here:
             if name == 'box_baseline':
                 run_box_baseline(work_dir, results.get(OURS))
             else:
@@ -584,24 +773,35 @@ def main(argv=None):
                     osp.abspath(__file__), '--child', name, '--iters',
                     str(args.iters), '--device', args.device, '--work-dir',
                     args.work_dir
-                ]
+                ] + ([] if seed is None else ['--child-seed',
+                                              str(seed)])
+                if args.cfg_options:
+                    child += ['--cfg-options'] + [
+                        f'{k}={v}' for k, v in args.cfg_options.items()
+                    ]
                 subprocess.run(child, check=True, env=env, cwd=ROOT)
         if osp.exists(path):
             with open(path) as f:
-                results[name] = json.load(f)
-            if results[name].get('iters') != args.iters:
-                print(f'[benchmark_zoo] {name}: result of '
-                      f'{results[name].get("iters")} iterations ignored')
-                del results[name]
+                results[key] = json.load(f)
+            if results[key].get('iters') != args.iters:
+                print(f'[benchmark_zoo] {key}: result of '
+                      f'{results[key].get("iters")} iterations ignored')
+                del results[key]
                 continue
-            r = results[name]
+            r = results[key]
+            if not run_here:
+                reused.append(key)
             print(
                 f'[benchmark_zoo] {label}: segm AP '
                 f'{r["metrics"].get("coco/segm_mAP")}, train '
                 f'{_fmt(r.get("train_s"), ".0f")} s',
                 flush=True)
+    masks_ann = osp.join(ANN, 'instances_train_with_masks.json')
+    results['_reference'] = dict(
+        box_pseudo_miou=box_pseudo_miou(masks_ann),
+        box_pseudo_miou_full=box_pseudo_miou(masks_ann, stride=1))
     total_s = time.perf_counter() - start
-    write_markdown(results, args, total_s, command)
+    write_markdown(results, args, total_s, command, reused)
     plot(results, args.plot)
     print(f'[benchmark_zoo] wrote {args.out} and {args.plot} '
           f'({total_s / 60:.1f} min)')

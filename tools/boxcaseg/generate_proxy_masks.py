@@ -36,21 +36,23 @@ Example::
         --gt-ann data/toy/annotations/instances_train_with_masks.json
 """
 import argparse
-import hashlib
 import json
 import os
-import os.path as osp
 import sys
 import time
 from collections import defaultdict
 
-import mmcv
 import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
+
+from mmboxseg.utils.coco_masks import (add_io_arguments, config_digest,
+                                       encode_mask, file_digest, load_gt_masks,
+                                       load_image, open_partial, valid_box,
+                                       write_json_atomic)
 
 FORMAT = 'mmboxseg-proxy-masks-v1'
 
@@ -59,15 +61,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Generate BoxCaseg proxy masks for a box-annotated COCO '
         'file (stage 2 of BoxCaseg).')
-    parser.add_argument('config', help='segmenter config')
-    parser.add_argument('checkpoint', help='segmenter checkpoint')
-    parser.add_argument('in_ann', help='COCO file with boxes')
-    parser.add_argument('out_ann', help='COCO file to write')
-    parser.add_argument(
-        '--img-prefix', required=True, help='folder of the images')
-    parser.add_argument(
-        '--batch-size', type=int, default=32, help='crops per forward pass')
-    parser.add_argument('--device', default='cpu')
+    add_io_arguments(parser, 'segmenter', 32, 'crops per forward pass')
     parser.add_argument(
         '--no-merge',
         action='store_true',
@@ -91,35 +85,6 @@ def parse_args(argv=None):
         action=DictAction,
         help='override config settings')
     return parser.parse_args(argv)
-
-
-def _file_digest(path):
-    h = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def encode_mask(mask):
-    """Compressed COCO RLE of an ``[H, W]`` bool mask, JSON ready."""
-    from pycocotools import mask as mask_utils
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle['counts'] = rle['counts'].decode('ascii')
-    return rle
-
-
-def valid_box(ann, img_w, img_h, min_size=1.0):
-    """Clipped xyxy box of an annotation or None (crowd, degenerate or
-    outside the image), as :class:`BoxCocoDataset` decides."""
-    if ann.get('iscrowd', 0) or ann.get('ignore', False):
-        return None
-    x, y, w, h = ann['bbox']
-    x1, y1 = max(x, 0.0), max(y, 0.0)
-    x2, y2 = min(x + w, img_w), min(y + h, img_h)
-    if x2 - x1 < min_size or y2 - y1 < min_size:
-        return None
-    return [float(x1), float(y1), float(x2), float(y2)]
 
 
 class ProxyMaskGenerator:
@@ -204,78 +169,6 @@ class ProxyMaskGenerator:
         return out
 
 
-def _load_gt_masks(path):
-    """``{annotation id: (segmentation, height, width)}`` of the masked
-    annotations of a COCO file, decoded only when scored."""
-    with open(path) as f:
-        content = json.load(f)
-    sizes = {im['id']: (im['height'], im['width']) for im in content['images']}
-    return {
-        ann['id']: (ann['segmentation'], *sizes[ann['image_id']])
-        for ann in content['annotations'] if ann.get('segmentation')
-    }
-
-
-def _read_partial(path, header):
-    """Finished images of an interrupted run; a torn last line is
-    dropped and the file rewritten (atomically) without it."""
-    done, lines = {}, []
-    with open(path) as f:
-        raw = f.read().splitlines()
-    try:
-        found = json.loads(raw[0]) if raw else None
-    except json.JSONDecodeError:
-        found = None
-    if found is None:
-        raise SystemExit(f'{path} has no readable header (interrupted at '
-                         'the start); delete it or run without --resume')
-    if found != header:
-        changed = sorted(
-            k for k in set(header) | set(found)
-            if header.get(k) != found.get(k))
-        raise SystemExit(
-            f'{path} was written for other inputs or options (differs in '
-            f'{", ".join(changed)}); delete it or run without --resume')
-    for line in raw[1:]:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break  # interrupted while writing this line
-        done[rec['image_id']] = rec
-        lines.append(line)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write('\n'.join([raw[0]] + lines) + '\n')
-    os.replace(tmp, path)
-    return done
-
-
-def _config_digest(cfg):
-    """Digest of what decides the masks: model and crop pipeline (after
-    ``--cfg-options``)."""
-    text = json.dumps(
-        dict(model=cfg.model, pipeline=cfg.proxy_pipeline),
-        sort_keys=True,
-        default=str)
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def load_image(args, im):
-    """The image of a COCO ``images`` entry, checked against its size."""
-    path = osp.join(args.img_prefix, im['file_name'])
-    img = mmcv.imread(path)
-    where = f'image id {im["id"]} in {args.in_ann}'
-    if img is None:
-        raise FileNotFoundError(
-            f'image file {path} (file_name of {where}) cannot be read')
-    if img.shape[:2] != (im['height'], im['width']):
-        raise ValueError(
-            f'{path} is {img.shape[1]}x{img.shape[0]} but fields `width`/'
-            f'`height` of {where} say {im["width"]}x{im["height"]}; boxes '
-            'and masks would be misplaced')
-    return img
-
-
 def run(args):
     from mmdet.apis import init_detector
 
@@ -303,23 +196,18 @@ def run(args):
     anns_of = defaultdict(list)
     for ann in content['annotations']:
         anns_of[ann['image_id']].append(ann)
-    gt = _load_gt_masks(args.gt_ann) if args.gt_ann else None
+    gt = load_gt_masks(args.gt_ann) if args.gt_ann else None
 
+    # what decides the masks: model and crop pipeline (after --cfg-options)
     header = dict(
         format=FORMAT,
-        in_ann=_file_digest(args.in_ann),
-        checkpoint=_file_digest(args.checkpoint),
-        config=_config_digest(cfg),
+        in_ann=file_digest(args.in_ann),
+        checkpoint=file_digest(args.checkpoint),
+        config=config_digest(model=cfg.model, pipeline=cfg.proxy_pipeline),
         merge=not args.no_merge,
         gt=bool(gt))
     partial = args.out_ann + '.partial.jsonl'
-    done = {}
-    if args.resume and osp.isfile(partial):
-        done = _read_partial(partial, header)
-        print(f'resuming: {len(done)} images already done')
-    else:
-        with open(partial, 'w') as f:
-            f.write(json.dumps(header) + '\n')
+    done = open_partial(partial, header, args.resume)
     todo = [im for im in content['images'] if im['id'] not in done]
 
     num_boxes, seconds = 0, 0.0
@@ -366,7 +254,8 @@ def run(args):
                     boxes.append(box)
                     ids.append(ann['id'])
             # images without usable boxes are recorded without being read
-            img = load_image(args, im) if boxes else None
+            img = load_image(args.img_prefix, im,
+                             args.in_ann) if boxes else None
             chunk.append((im, img, boxes, ids))
             pending += len(boxes)
             if pending >= args.batch_size:
@@ -397,10 +286,7 @@ def run(args):
             config=args.config,
             checkpoint=args.checkpoint,
             merge=not args.no_merge))
-    tmp = args.out_ann + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(content, f)
-    os.replace(tmp, args.out_ann)
+    write_json_atomic(content, args.out_ann)
     os.remove(partial)
     if seconds > 0:
         stats['boxes_per_s'] = num_boxes / seconds
