@@ -197,13 +197,21 @@ def test_quick_run_end_to_end(tool, tmp_path):
          str(tmp_path / 'work'), '--out',
          str(out)])
     names = [m[0] for m in tool.METHODS]
-    assert set(names) | {'mmdet_boxinst_seed1', 'boxinst_seed1', '_reference'
-                         } == set(results)
+    assert set(names) | {
+        'mmdet_boxinst_seed1', 'boxinst_seed1', '_reference', 'paired_step'
+    } == set(results)
+    paired = results['paired_step']
+    # 2 timed rounds after the warm-up; both models from their checkpoints
+    assert paired['rounds'] == 2 and len(paired['round_ratios']) == 2
+    assert paired['from_checkpoints']
+    assert paired['ratio'] == pytest.approx(paired['ours_step_s'] /
+                                            paired['peer_step_s'])
     text = out.read_text()
     rows = [ln for ln in text.splitlines() if ln.startswith('| ')]
     # header + 9 method rows + peer header + 2 seeds + mean
     assert len(rows) == 1 + len(names) + 1 + 2 + 1
     assert '--quick` smoke run' in text
+    assert 'interleaved train-step timing' in text
     # SIM computes pseudo masks from its first step; BoxCaseg's proxy
     # masks are scored by the proxy tool
     for name in ('sim', 'boxcaseg', 'self_training'):
