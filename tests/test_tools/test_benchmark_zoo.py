@@ -124,9 +124,24 @@ def test_peer_check_and_table(tool):
     assert check['ap_diff'] == pytest.approx(1.2)
     assert check['ap_ok'] and check['step_ok']
     assert check['step_ratio'] == pytest.approx(0.75)
+    assert check['paired'] is None and check['paired_step_ok'] is None
     results['boxinst'] = _result(0.060, 0.41, 500)
     check = tool.peer_check(results)
     assert not check['ap_ok'] and not check['step_ok']
+    # the interleaved timing decides the speed verdict, whatever the runs'
+    # medians say
+    results['paired_step'] = dict(
+        ours_step_s=0.33,
+        peer_step_s=0.36,
+        ratio=0.33 / 0.36,
+        round_ratios=[0.9, 0.95],
+        rounds=2,
+        steps=10,
+        from_checkpoints=True)
+    check = tool.peer_check(results)
+    assert check['paired_step_ok'] and not check['step_ok']
+    results['paired_step']['ratio'] = 1.02
+    assert not tool.peer_check(results)['paired_step_ok']
     rows = {row[0]: row for row in tool.table_rows(results)}
     assert list(rows) == [
         'CondInst (upper bound)', 'mmdet 3.3.0 BoxInst (peer)',

@@ -304,6 +304,7 @@ def paired_step_time(work_dir, device, rounds=12, steps=10, num_batches=8):
     from mmboxseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
 
+    step_tool = _load_tool('tools/analysis_tools/benchmark_train_step.py')
     configs = {m[0]: m[3] for m in METHODS}
     runners, batches, times = {}, {}, {}
     for key in (OURS, PEER):
@@ -315,17 +316,13 @@ def paired_step_time(work_dir, device, rounds=12, steps=10, num_batches=8):
             with open(result_path) as f:
                 iters = json.load(f)['iters']
         set_schedule(cfg, iters, osp.join(work_dir, key))
-        cfg.train_dataloader.num_workers = 0
-        cfg.train_dataloader.persistent_workers = False
         checkpoint = osp.join(ckpt_dir, f'iter_{iters}.pth')
         cfg.load_from = checkpoint if osp.exists(checkpoint) else None
         runner = Runner.from_cfg(cfg)
         runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
         runner.load_or_resume()
         runner.model.train()
-        loader = runner.build_dataloader(cfg.train_dataloader)
-        it = iter(loader)
-        batches[key] = [next(it) for _ in range(num_batches)]
+        batches[key] = step_tool.load_batches(cfg, num_batches)
         runners[key] = runner
         times[key] = []
     # mmdet's BoxInst reads the pairwise warm-up from the message hub;
