@@ -360,6 +360,7 @@ def paired_step_time(work_dir, device, rounds=12, steps=10, num_batches=8):
         round_ratios=round_ratios,
         rounds=rounds - 1,
         steps=steps,
+        batches=num_batches,
         from_checkpoints=all(runners[k].cfg.load_from for k in runners))
 
 
@@ -793,7 +794,8 @@ def write_markdown(results, args, total_s, command, reused=()):
                 'models in one process, ' +
                 ('from their seed-0 checkpoints, ' if
                  paired.get('from_checkpoints') else 'from fresh weights, ') +
-                f'the same {paired["steps"]} pre-loaded batches per turn, '
+                f'{paired["steps"]} steps per turn on the same '
+                f'{paired.get("batches", 8)} pre-loaded batches, '
                 f'{paired["rounds"]} rounds of alternating turns; data '
                 'loading excluded): mmboxseg '
                 f'{1000 * paired["ours_step_s"]:.0f} ms, mmdet '
