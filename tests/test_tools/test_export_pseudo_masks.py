@@ -246,7 +246,8 @@ def test_output_schema_and_mixed_supervision_round_trip(
     from mmboxseg.datasets.transforms.box_jitter_crop import crop_region
     from mmboxseg.registry import DATASETS
     in_ann, content = toy_input(tiny_toy, tmp_path)
-    out_ann = str(tmp_path / 'pseudo.json')
+    # the output's folder does not exist yet: the tool makes it
+    out_ann = str(tmp_path / 'not_yet' / 'pseudo.json')
     stats = export(tiny_toy, checkpoint, in_ann, out_ann, '--merge')
     printed = capsys.readouterr().out
     assert 'coverage' in printed and 'images/s' in printed

@@ -613,6 +613,8 @@ def run(args):
         confidence=predictor.confidence,
         **options)
     partial = args.out_ann + '.partial.jsonl'
+    # like mmengine's dump: the output's folder is made, not required
+    os.makedirs(osp.dirname(osp.abspath(args.out_ann)), exist_ok=True)
     done = set(open_partial(partial, header, args.resume))
     num_todo = sum(im['id'] not in done for im in content['images'])
     limit = num_todo if args.max_images is None else min(
