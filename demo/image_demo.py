@@ -109,7 +109,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     """Run the demo; returns the inferencer's result dict."""
     args = parse_args(argv)
     from mmboxseg.apis.inferencer import (BoxSegInferencer,
-                                          check_detector_config)
+                                          check_detector_config,
+                                          overlay_summary)
     from mmboxseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     files = list_inputs(args.inputs)
@@ -140,6 +141,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if not args.no_save_vis:
         print(f'{len(files)} overlay(s) written to '
               f'{osp.join(args.out_dir, "vis")}')
+        for line in overlay_summary(files, results['predictions'],
+                                    args.pred_score_thr):
+            print(line)
     if not args.no_save_pred:
         print(f'predictions written to {osp.join(args.out_dir, "preds")}')
     return results

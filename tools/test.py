@@ -8,12 +8,13 @@ import argparse
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmboxseg.engine import setup_cpu_distributed
-from mmboxseg.utils import adopt_mmboxseg_scope, register_all_modules
+from mmboxseg.utils import (ConfigKeyError, load_config,
+                            register_all_modules)
 
 
 def parse_args():
@@ -63,11 +64,11 @@ def main():
 
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+    except ConfigKeyError as err:
+        raise SystemExit(f'error: {err}')  # one line, no traceback
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    adopt_mmboxseg_scope(cfg)
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

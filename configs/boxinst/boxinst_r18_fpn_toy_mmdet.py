@@ -25,7 +25,7 @@ model = dict(
         pairwise_dilation=2,
         pairwise_color_thresh=0.3,
         bottom_pixels_removed=0),
-    bbox_head=dict(num_params=593),
+    bbox_head=dict(_scope_='mmdet', type='BoxInstBboxHead', num_params=593),
     mask_head=dict(
         _delete_=True,
         type='BoxInstMaskHead',

@@ -8,8 +8,12 @@
 #     --keep-masks-of voc
 _base_ = './boxinst_r50_fpn_ms-90k_coco.py'
 
+# the preprocessor keeps (and pads) the loaded masks only under 'mixed'; the
+# mask head must agree
+supervision = 'mixed'
 model = dict(
-    data_preprocessor=dict(pad_mask=True), mask_head=dict(supervision='mixed'))
+    data_preprocessor=dict(supervision=supervision, pad_mask=True),
+    mask_head=dict(supervision=supervision))
 
 backend = 'pillow'
 train_pipeline = [

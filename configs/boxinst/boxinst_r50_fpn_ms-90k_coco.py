@@ -19,7 +19,9 @@ model = dict(
         pairwise_size=3,
         pairwise_dilation=2,
         bottom_pixels_removed=10),
-    bbox_head=dict(num_params=233),
+    # mmdet's BoxInst box head, with FCOS centre sampling that falls back to
+    # the box centre for instances without a mask (mixed supervision)
+    bbox_head=dict(_scope_='mmboxseg', type='BoxSupBboxHead', num_params=233),
     mask_head=dict(
         _delete_=True,
         type='BoxSupMaskHead',

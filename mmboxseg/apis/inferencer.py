@@ -259,3 +259,34 @@ class BoxSegInferencer(DetInferencer):
                 mmcv.imwrite(image[..., ::-1],
                              osp.join(out_dir, 'vis', stem + '.png'))
         return vis if return_vis else None
+
+
+def overlay_summary(files: List[str], predictions: List[dict],
+                    pred_score_thr: float) -> List[str]:
+    """Lines that say what the overlays show: the number of instances drawn
+    (score >= ``pred_score_thr``, as mmdet's visualiser draws them), and for
+    every image where nothing passes, that its overlay is the bare image,
+    with the best score it had.
+
+    Args:
+        files (list[str]): The input images, in order.
+        predictions (list[dict]): ``BoxSegInferencer(...)['predictions']``
+            (each with a ``scores`` list).
+        pred_score_thr (float): The threshold the overlays were drawn at.
+    """
+    lines = []
+    drawn = 0
+    for path, pred in zip(files, predictions):
+        scores = np.asarray(pred.get('scores', []), dtype=np.float64)
+        kept = int((scores >= pred_score_thr).sum())
+        drawn += kept
+        if kept == 0:
+            best = (f'best score {scores.max():.3f}'
+                    if scores.size else 'no prediction at all')
+            lines.append(f'{path}: nothing drawn, no instance scores >= '
+                         f'{pred_score_thr} ({best}); lower '
+                         '--pred-score-thr to see more')
+    lines.insert(
+        0, f'{drawn} instance(s) drawn over {len(files)} image(s) at '
+        f'score >= {pred_score_thr}')
+    return lines

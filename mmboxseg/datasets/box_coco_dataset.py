@@ -2,10 +2,11 @@
 import copy
 import json
 import logging
+import math
 import os.path as osp
 from collections import Counter
 from numbers import Number
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 from mmdet.datasets import CocoDataset
 from mmengine.fileio import get_local_path
@@ -47,7 +48,11 @@ class BoxCocoDataset(CocoDataset):
 
     Args:
         min_box_size (float): Minimum box width/height in pixels.
-            Defaults to 1.
+            Defaults to 1. Boxes with a negative width or height are
+            malformed (:class:`AnnotationFileError`), not skipped.
+        ann_file_hint (str, optional): How to make ``ann_file`` (e.g. the
+            tool that writes it), added to the ``FileNotFoundError`` when
+            it does not exist.
         check_image_files (bool): Check that every image file exists.
             Defaults to True.
         extra_instance_fields (Sequence[str]): Fields copied from each
@@ -58,10 +63,12 @@ class BoxCocoDataset(CocoDataset):
     def __init__(self,
                  *args,
                  min_box_size: float = 1.0,
+                 ann_file_hint: Optional[str] = None,
                  check_image_files: bool = True,
                  extra_instance_fields: Sequence[str] = (),
                  **kwargs) -> None:
         self.min_box_size = min_box_size
+        self.ann_file_hint = ann_file_hint
         self.check_image_files = check_image_files
         if isinstance(extra_instance_fields, str):
             extra_instance_fields = (extra_instance_fields, )
@@ -73,6 +80,11 @@ class BoxCocoDataset(CocoDataset):
 
     def load_data_list(self) -> List[dict]:
         self.skip_counts = Counter()
+        if '://' not in self.ann_file and not osp.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f'annotation file {self.ann_file} (ann_file of '
+                f'{type(self).__name__}) does not exist' +
+                (f'; {self.ann_file_hint}' if self.ann_file_hint else ''))
         with get_local_path(
                 self.ann_file, backend_args=self.backend_args) as local_path:
             content = validate_coco_file(
@@ -262,9 +274,15 @@ def validate_coco_file(path: str, display_name: str = None) -> dict:
                 _fail(name, f'{where}.{key}', 'missing')
         bbox = ann['bbox']
         if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4
-                and all(isinstance(v, Number) for v in bbox)):
+                and all(isinstance(v, Number) and math.isfinite(v)
+                        for v in bbox)):
             _fail(name, f'{where}.bbox',
-                  f'must be 4 numbers [x, y, w, h], got {bbox!r}')
+                  f'must be 4 finite numbers [x, y, w, h], got {bbox!r}')
+        if bbox[2] < 0 or bbox[3] < 0:
+            # not a small box but a broken one (x2 < x1 or y2 < y1 written
+            # as [x1, y1, x2, y2]?): refuse instead of skipping it
+            _fail(name, f'{where}.bbox',
+                  f'negative width or height in [x, y, w, h] = {bbox!r}')
         if ann['image_id'] not in image_ids:
             _fail(name, f'{where}.image_id',
                   f'{ann["image_id"]!r} is not an id in `images`')

@@ -32,7 +32,7 @@ import torch
 _REGISTERED = False
 
 
-def _numpy_safe_globals() -> list:
+def numpy_safe_globals() -> list:
     """Numpy types that mmengine's message hub pickles."""
     try:  # numpy >= 2
         from numpy._core.multiarray import _reconstruct, scalar
@@ -60,7 +60,7 @@ def mmengine_checkpoint_safe_globals() -> list:
         collections.OrderedDict,
         collections.Counter,
         codecs.encode,
-    ] + _numpy_safe_globals()
+    ] + numpy_safe_globals()
 
 
 def _history_buffer_state(self) -> dict:

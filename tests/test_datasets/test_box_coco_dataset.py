@@ -206,3 +206,29 @@ def test_box_only_file_loads_without_area(tmp_path):
     ds = build(make_file(tmp_path, anns), tmp_path)
     assert len(ds) == 1 and osp.basename(ds.get_data_info(0)['img_path']) \
         == '1.png'
+
+
+@pytest.mark.parametrize('bbox', [[5, 5, -3, 10], [5, 5, 10, -0.5]])
+def test_negative_box_size_is_malformed_not_degenerate(tmp_path, bbox):
+    path = make_file(tmp_path, [box(1, 1, [2, 2, 10, 10]), box(2, 1, bbox)])
+    with pytest.raises(AnnotationFileError) as err:
+        build(path, tmp_path)
+    msg = str(err.value)
+    assert path in msg and 'annotations[1] (id 2).bbox' in msg
+    assert 'negative width or height' in msg
+
+
+def test_non_finite_box_is_malformed(tmp_path):
+    path = make_file(tmp_path, [box(1, 1, [2, 2, float('nan'), 10])])
+    with pytest.raises(AnnotationFileError, match='4 finite numbers'):
+        build(path, tmp_path)
+
+
+def test_missing_annotation_file_says_how_to_make_it(tmp_path):
+    missing = str(tmp_path / 'instances_train_proxy.json')
+    hint = 'run bash tools/boxcaseg/toy_pipeline.sh to make it'
+    with pytest.raises(FileNotFoundError) as err:
+        build(missing, tmp_path, ann_file_hint=hint)
+    assert missing in str(err.value) and hint in str(err.value)
+    with pytest.raises(FileNotFoundError, match='ann_file of BoxCocoDataset'):
+        build(missing, tmp_path)

@@ -87,7 +87,7 @@ def demo_inputs(tiny_toy, tmp_path_factory):
     return str(folder)
 
 
-def test_demo_condinst_family_overlays(demo_inputs, tmp_path):
+def test_demo_condinst_family_overlays(demo_inputs, tmp_path, capsys):
     """BoxTeacher (CondInst family): one PNG per input at its size, the
     input itself where no prediction passes the threshold, painted where
     the saved masks are; class names from the config; the never-updated
@@ -109,6 +109,13 @@ def test_demo_condinst_family_overlays(demo_inputs, tmp_path):
         assert vis.shape == src.shape
         # nothing scores above 1.01: the overlay is the image itself
         np.testing.assert_array_equal(vis, src)
+    # ... and the demo says so, image by image, with the best score
+    printed = capsys.readouterr().out
+    assert '0 instance(s) drawn over 3 image(s) at score >= 1.01' in printed
+    for name in names:
+        line = next(line for line in printed.splitlines()
+                    if line.startswith(osp.join(demo_inputs, name)))
+        assert 'nothing drawn' in line and 'best score 0.' in line
 
     out = str(tmp_path / 'all')
     demo().main([
@@ -116,6 +123,8 @@ def test_demo_condinst_family_overlays(demo_inputs, tmp_path):
         cfg_path('boxteacher'), '--weights', ckpt, '--out-dir', out,
         '--device', 'cpu', '--pred-score-thr', '0', '--batch-size', '2'
     ])
+    printed = capsys.readouterr().out
+    assert 'nothing drawn' not in printed
     for name in names:
         src = read_rgb(osp.join(demo_inputs, name))
         vis = read_rgb(osp.join(out, 'vis', name))

@@ -16,7 +16,6 @@ import json
 
 import numpy as np
 from mmengine.config import Config
-from mmengine.fileio import load
 
 
 def box_masks(bboxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -43,11 +42,12 @@ def main(argv=None):
     from mmdet.evaluation import CocoMetric
     from mmdet.structures.mask import encode_mask_results
 
-    import mmboxseg  # noqa: F401
+    from mmboxseg.utils import load_safe_pickle
 
     cfg = Config.fromfile(args.config)
     ann_file = args.ann_file or cfg.test_evaluator.ann_file
-    results = load(args.predictions)
+    # an allow-list unpickler: a crafted predictions file cannot run code
+    results = load_safe_pickle(args.predictions)
     metric = CocoMetric(ann_file=ann_file, metric=['bbox', 'segm'])
     metric.dataset_meta = dict(
         classes=cfg.test_dataloader.dataset.metainfo['classes'])

@@ -59,7 +59,7 @@ def measure(cfg, checkpoint, ann_file, num_images, batch_size):
             t['prob'] = 0.0
     dataset = DATASETS.build(ds_cfg)
     model = MODELS.build(cfg.model)
-    state = torch.load(checkpoint, map_location='cpu')
+    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
     model.load_state_dict(state.get('state_dict', state))
     model.train()
     stride = model.mask_head.mask_out_stride

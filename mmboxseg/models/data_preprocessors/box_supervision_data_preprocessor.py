@@ -1,15 +1,19 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
+import logging
 from typing import List, Optional, Union
 
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
 from mmdet.structures.bbox import get_box_tensor
+from mmengine.logging import print_log
 from torch import Tensor
 
 from mmboxseg.models.utils import (color_similarity, downsample_uint8_images,
                                    rgb_to_lab, strided_box_masks,
                                    strided_image_masks)
 from mmboxseg.registry import MODELS
+
+SUPERVISION_MODES = ('box', 'mixed')
 
 
 @MODELS.register_module()
@@ -40,11 +44,22 @@ class BoxSupDataPreprocessor(DetDataPreprocessor):
       head thresholds it and combines it with the box masks per instance
       (mmdet stores a thresholded copy per ground truth);
     - ``gt_instances.masks`` is never written, so instances that carry real
-      masks keep them (mixed supervision);
+      masks keep them under ``supervision='mixed'``; under
+      ``supervision='box'`` (default) loaded masks are *removed* from the
+      training samples before anything else sees them, so that no loss,
+      target or sampler (e.g. FCOS centre sampling, which uses the mask
+      centroid whenever ``gt_instances.masks`` exists) can read them,
+      whatever the pipeline loads;
     - bottom-row removal scales by the original image height as AdelaiDet
       (``int(n * resized_h / ori_h)``); mmdet uses the padded height.
 
     Args:
+        supervision (str): ``'box'`` (default): ground-truth masks in the
+            training samples (``gt_instances`` and ``ignored_instances``)
+            are dropped, with one warning; ``pad_mask`` must be False.
+            ``'mixed'`` (BoxInst Sec. 3.6): masks are kept and padded, so
+            ``pad_mask`` must be True. Must equal the mask head's
+            ``supervision``; the head refuses masks under ``'box'``.
         mask_stride (int): Stride of the mask predictions. Defaults to 4.
         pairwise_size (int): Neighbourhood size k. Defaults to 3.
         pairwise_dilation (int): Neighbourhood dilation. Defaults to 2.
@@ -59,6 +74,7 @@ class BoxSupDataPreprocessor(DetDataPreprocessor):
 
     def __init__(self,
                  *args,
+                 supervision: str = 'box',
                  mask_stride: int = 4,
                  pairwise_size: int = 3,
                  pairwise_dilation: int = 2,
@@ -67,6 +83,19 @@ class BoxSupDataPreprocessor(DetDataPreprocessor):
                  raw_channel_order: str = 'bgr',
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if supervision not in SUPERVISION_MODES:
+            raise ValueError(f'{type(self).__name__}: supervision must be '
+                             f'one of {SUPERVISION_MODES}, got '
+                             f'{supervision!r}')
+        if supervision == 'mixed' and not self.pad_mask:
+            raise ValueError(
+                f"{type(self).__name__}(supervision='mixed') needs "
+                'pad_mask=True: the mask head samples the padded gt masks')
+        if supervision == 'box' and self.pad_mask:
+            raise ValueError(
+                f"{type(self).__name__}(supervision='box') drops gt masks, "
+                "so pad_mask=True has nothing to pad; set supervision='mixed' "
+                'to train from the masks, or pad_mask=False')
         if raw_channel_order not in ('bgr', 'rgb'):
             raise ValueError("raw_channel_order must be 'bgr' or 'rgb', got "
                              f'{raw_channel_order!r}')
@@ -78,6 +107,8 @@ class BoxSupDataPreprocessor(DetDataPreprocessor):
         if pairwise_size % 2 != 1 or pairwise_size < 3:
             raise ValueError('pairwise_size must be an odd number >= 3, got '
                              f'{pairwise_size}')
+        self.supervision = supervision
+        self._warned_dropped_masks = False
         self.mask_stride = mask_stride
         self.pairwise_size = pairwise_size
         self.pairwise_dilation = pairwise_dilation
@@ -87,11 +118,40 @@ class BoxSupDataPreprocessor(DetDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         raw_inputs = data['inputs']
+        if training:
+            self.drop_gt_masks(data.get('data_samples'))
         det_data = super().forward(data, training)
         if training:
             self.add_box_supervision(raw_inputs, det_data['inputs'],
                                      det_data['data_samples'])
         return det_data
+
+    def drop_gt_masks(self, data_samples: Optional[list]) -> None:
+        """Remove ground-truth masks from training samples under box
+        supervision (in place, before padding and before any head).
+
+        ``eval_masks`` (:class:`PackDetInputsWithEvalMasks`) stay: no head
+        or loss reads them.
+        """
+        if self.supervision != 'box' or not data_samples:
+            return
+        dropped = False
+        for sample in data_samples:
+            for key in ('gt_instances', 'ignored_instances'):
+                instances = sample.get(key)
+                if instances is not None and 'masks' in instances:
+                    del instances.masks
+                    dropped = True
+        if dropped and not self._warned_dropped_masks:
+            self._warned_dropped_masks = True
+            print_log(
+                f"{type(self).__name__}(supervision='box'): the pipeline "
+                'loaded gt masks; they are dropped before the heads, so no '
+                'loss, target or sampler sees them. Set '
+                "supervision='mixed' (here and in the mask head) to train "
+                'from them.',
+                logger='current',
+                level=logging.WARNING)
 
     def add_box_supervision(self, raw_inputs: Union[Tensor, List[Tensor]],
                             inputs: Tensor, data_samples: list) -> None:

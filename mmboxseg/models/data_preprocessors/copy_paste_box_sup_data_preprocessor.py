@@ -64,6 +64,7 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
             return super().forward(data, training)
         inputs = list(data['inputs'])  # a stacked tensor or a list
         samples = data['data_samples']
+        self.drop_gt_masks(samples)
         visible = [None] * len(inputs)
         if self.copy_paste is not None:
             for i, (img, sample) in enumerate(zip(inputs, samples)):

@@ -54,6 +54,9 @@ class TwoViewBoxSupDataPreprocessor(BoxSupDataPreprocessor):
                 f'{self.views} from MultiBranch, got inputs {sorted(inputs)} '
                 f'and data_samples {sorted(samples)}')
         teacher_view, student_view = self.views
+        if training:
+            for view in self.views:
+                self.drop_gt_masks(samples[view])
         out = {
             view:
             DetDataPreprocessor.forward(

@@ -1,4 +1,5 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
+from .box_sup_bbox_head import BoxSupBboxHead
 from .box_sup_mask_head import BoxSupMaskHead
 from .boxcaseg_head import BoxCasegHead
 from .boxteacher_mask_head import BoxTeacherMaskHead
@@ -6,6 +7,6 @@ from .discobox_solov2_head import DiscoBoxSOLOv2Head
 from .sim_mask_head import SIMMaskHead
 
 __all__ = [
-    'BoxSupMaskHead', 'BoxTeacherMaskHead', 'SIMMaskHead',
+    'BoxSupBboxHead', 'BoxSupMaskHead', 'BoxTeacherMaskHead', 'SIMMaskHead',
     'DiscoBoxSOLOv2Head', 'BoxCasegHead'
 ]

@@ -124,6 +124,15 @@ class BoxSupMaskHead(CondInstMaskHead):
                 'BoxSupMaskHead: data samples lack `color_similarity` / '
                 '`gt_instances.box_masks`; use '
                 "data_preprocessor=dict(type='BoxSupDataPreprocessor', ...)")
+        if self.supervision == 'box' and any(
+                'masks' in s.gt_instances for s in batch_data_samples):
+            # the box head has seen them already (FCOS centre sampling):
+            # refuse rather than train a silently mask-supervised model
+            raise ValueError(
+                f"{type(self).__name__}(supervision='box') got gt masks: "
+                'the box-supervision preprocessor drops them under '
+                "supervision='box'; set the same supervision in "
+                'model.data_preprocessor and model.mask_head')
         mask_preds = self(x, positive_infos)[0]
         batch_gt_instances = [s.gt_instances for s in batch_data_samples]
         similarities = [s.get('color_similarity') for s in batch_data_samples]
