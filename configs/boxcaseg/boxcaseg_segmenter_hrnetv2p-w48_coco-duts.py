@@ -1,17 +1,23 @@
 # BoxCaseg stage 1 on COCO: the class-agnostic box segmenter (HRNetV2-W48,
 # weak / salient / transferred heads, alpha 0.6), trained jointly on COCO
 # box crops (boxes only) and DUTS-TR single-object salient images.
-# Release numbers (hustvl/BoxCaseg, train_cd.sh, cd_trans_fcn.yaml): SGD
-# lr 0.008, momentum 0.9, wd 1e-4, poly LR (power 0.9), 16 crops per GPU on
-# 2 GPUs, box crops 288x288 with jitter, salient images 320 -> crop 288,
-# boxes overlapping another box at IoU > 0.5 dropped with p = 0.75 per pass.
-# The release's README model is its epoch-50 checkpoint; with 5 salient
-# images per 16-crop batch on 2 GPUs an epoch over DUTS-Single (7,991
-# images) is ~800 iterations, so 40k iterations here.
-# Departures (also in the docstrings): the batch ratio is the paper's best
-# 9:7 (Table 5) instead of the release's 11:5; both sources use ImageNet
-# mean/std (the release normalises box crops and salient images
-# differently); BN instead of SyncBN is chosen by norm_cfg below.
+# Release numbers (hustvl/BoxCaseg joint_training: train_cd.sh,
+# experiments/CD/cd_trans_fcn.yaml, tools/cd_train.py): SGD lr 0.008,
+# momentum 0.9, wd 1e-4, 16 crops per GPU on 2 GPUs, 11:5 box crops to
+# salient images per batch (--weakly_ratio 0.6875), box crops 288x288 with
+# jitter, salient images 320 -> vertical flip -> crop 288, test crops the
+# exact box at 320, boxes overlapping another box at IoU > 0.5 dropped with
+# p = 0.75 per epoch, per-source input normalisation
+# (BoxCasegDataPreprocessor), raw saliency masks divided by their maximum
+# (LoadSalientMask(thr=None)), seed 1234, SyncBN.
+# Schedule: an epoch is one pass over the salient images,
+# int(7991 / (1 - 0.6875) / 32) = 799 iterations (cd_train.py l.237); the
+# poly LR (power 0.9, utils.py l.173-177) runs over END_EPOCH = 200 epochs
+# (159,800 iterations) and the release's model (README: COCO_epoch_50) is
+# the epoch-50 checkpoint, so training stops at 50 x 799 = 39,950
+# iterations with the LR still at 0.008 * 0.75 ** 0.9.
+# The paper's text (9:7 batches, Table 5; lr 4e-3, Sec. 4) is
+# boxcaseg_segmenter_hrnetv2p-w48_coco-duts_paper-9to7-lr4e-3.py.
 _base_ = 'mmdet::_base_/default_runtime.py'
 
 default_scope = 'mmboxseg'
@@ -20,17 +26,27 @@ crop_size = 288
 salient_scale = 320
 test_crop_size = 320
 alpha = 0.6
-batch_size = 16
-max_iters = 40000
+batch_size = 16  # per GPU
+num_gpus = 2
+source_ratio = [11, 5]  # box crops : salient images per batch
+num_salient = 7991  # DUTS-TR-Single
+epoch_iters = int(num_salient / (source_ratio[1] / sum(source_ratio)) /
+                  (batch_size * num_gpus))  # 799
+poly_epochs = 200  # the poly LR's length (END_EPOCH)
+train_epochs = 50  # the released checkpoint
+poly_iters = poly_epochs * epoch_iters  # 159,800
+max_iters = train_epochs * epoch_iters  # 39,950
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 
 model = dict(
     _scope_='mmboxseg',
     type='BoxCasegSegmenter',
+    # box crops (x - Caffe means) / 255, salient images x / max(x) then
+    # ImageNet mean/std (release); normalisation='common' with mean/std
+    # gives one normalisation for both
     data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
+        type='BoxCasegDataPreprocessor',
+        normalisation='per_source',
         bgr_to_rgb=True,
         pad_size_divisor=1),
     backbone=dict(
@@ -89,7 +105,8 @@ box_train_pipeline = [
 ]
 salient_train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadSalientMask'),
+    # raw 0-255 mask, divided by its maximum in the segmenter (release)
+    dict(type='LoadSalientMask', thr=None),
     dict(
         type='Resize', scale=(salient_scale, salient_scale), keep_ratio=False),
     # the release flips salient images vertically (image[::-1])
@@ -131,7 +148,7 @@ train_dataloader = dict(
     sampler=dict(
         type='BoxSalientRatioSampler',
         batch_size=batch_size,
-        source_ratio=[9, 7],
+        source_ratio=source_ratio,
         overlap_drop_prob=0.75),
     batch_sampler=None,
     dataset=dict(
@@ -157,8 +174,11 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='BoxCropIoUMetric')
 test_evaluator = val_evaluator
 
+# the release saves a checkpoint every 5 epochs
 train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=5 * epoch_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
@@ -170,11 +190,12 @@ param_scheduler = [
         power=0.9,
         eta_min=0.0,
         begin=0,
-        end=max_iters,
+        end=poly_iters,
         by_epoch=False)
 ]
 default_hooks = dict(
-    checkpoint=dict(by_epoch=False, interval=5000, max_keep_ckpts=3))
+    checkpoint=dict(
+        by_epoch=False, interval=5 * epoch_iters, max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)
 # release: seed 1234
 randomness = dict(seed=1234)

@@ -20,7 +20,20 @@ max_iters = 1500
 channels = 128
 
 model = dict(
-    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False, init_cfg=None),
+    # from scratch, so none of the COCO file's Caffe-weight settings
+    # (Caffe style, frozen BN, Caffe means without std): the toy recipe of
+    # every other toy config
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True),
+    backbone=dict(
+        depth=18,
+        style='pytorch',
+        frozen_stages=-1,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=False,
+        init_cfg=None),
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=channels),
     rpn_head=dict(
         in_channels=channels,

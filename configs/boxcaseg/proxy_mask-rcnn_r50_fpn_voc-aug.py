@@ -10,11 +10,12 @@
 # e2e_mask_rcnn_R_101_FPN_4x_voc_aug_cocostyle.yaml, an R-101 config; this
 # R-50 file only changes the backbone): SGD lr 0.0075 with weight decay
 # 1e-4 for 6 images per iteration, 22.5k iterations, LR x0.1 at 15k,
-# shorter side 800 (maskrcnn-benchmark's default input size), ImageNet
-# backbone; warm-up and bias LR/decay are maskrcnn-benchmark's defaults
-# (linear warm-up over 500 iterations from 1/3; biases at 2x LR, no decay).
-# The rest is mmdet's Mask R-CNN. The release's mask-loss change is not
-# public; masks with agreement >= 0.95 are kept (paper).
+# shorter side 800 (maskrcnn-benchmark's default input size), the MSRA
+# Caffe-style ImageNet backbone with frozen BN (MODEL.WEIGHT; inherited
+# from the COCO file); warm-up and bias LR/decay are maskrcnn-benchmark's
+# defaults (linear warm-up over 500 iterations from 1/3; biases at 2x LR,
+# no decay). The rest is mmdet's Mask R-CNN. The release's mask-loss
+# change is not public; masks with agreement >= 0.95 are kept (paper).
 _base_ = './proxy_mask-rcnn_r50_fpn_coco.py'
 
 data_root = 'data/voc/'

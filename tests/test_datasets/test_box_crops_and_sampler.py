@@ -209,13 +209,17 @@ def test_sampler_keeps_the_ratio_in_every_batch():
     for _ in range(40):
         batch = [next(it) for _ in range(16)]
         n_box = sum(i < 50 for i in batch)
-        assert (n_box, 16 - n_box) == (9, 7)
+        # the release's COCO ratio, 0.6875 (train_cd.sh) = 11:5
+        assert (n_box, 16 - n_box) == (11, 5)
         seen.update(batch)
     # every sample of both sources is drawn (no source starves)
     assert set(seen) == set(range(61))
     # other ratios and their limits
     s = BoxSalientRatioSampler(concat, batch_size=8, source_ratio=[11, 5])
     assert s.num_per_source == [6, 2]
+    # the paper's best ratio (Table 5)
+    s = BoxSalientRatioSampler(concat, batch_size=16, source_ratio=[9, 7])
+    assert s.num_per_source == [9, 7]
     with pytest.raises(ValueError, match='without samples'):
         BoxSalientRatioSampler(concat, batch_size=2, source_ratio=[14, 2])
 

@@ -207,6 +207,10 @@ def test_load_salient_mask(tmp_path):
     assert transform(results)['seg_fields'] == ['other', 'gt_seg_map']
     out = LoadSalientMask(thr=1)(dict(seg_map_path=path))['gt_seg_map']
     assert out.sum() == 5
+    # thr=None (the BoxCaseg configs, as the release) keeps the raw values
+    out = LoadSalientMask(thr=None)(dict(seg_map_path=path))['gt_seg_map']
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, mask)
 
     with pytest.raises(ValueError) as err:
         transform(dict(seg_map_path=path, img_shape=(10, 6), img_path='i.png'))

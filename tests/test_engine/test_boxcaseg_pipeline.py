@@ -49,7 +49,7 @@ def segmenter(tiny_toy, tiny_salient, tmp_path_factory):
     opts = seg_options(tiny_toy, tiny_salient, work_dir)
     out = run([*MIM, 'train', 'mmboxseg', SEG_CFG] + as_cli(opts))
     assert 'Iter(train) [2/2]' in out
-    # a 4-crop batch of 9:7 holds 3 box crops and 1 salient image
+    # a 4-crop batch of 11:5 holds 3 box crops and 1 salient image
     assert 'salient_frac: 0.2500' in out
     ckpt = osp.join(work_dir, 'iter_2.pth')
     return ckpt, opts, out

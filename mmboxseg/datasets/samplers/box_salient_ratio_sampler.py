@@ -11,24 +11,38 @@ from mmboxseg.registry import DATA_SAMPLERS
 
 @DATA_SAMPLERS.register_module()
 class BoxSalientRatioSampler(MultiSourceSampler):
-    """BoxCaseg's batch composition (Sec. 4.2.3): every batch holds a fixed
-    number of box crops and salient images, ``source_ratio`` = ``r_ws``
-    (Table 5: 9:7 gives 70.9 mIoU* on COCO against 58.1 for random
-    sampling). The release's COCO run uses 11:5 (0.6875 of a batch);
-    the paper's best ratio is the default here.
+    """BoxCaseg's batch composition on COCO (Sec. 4.2.3): every batch holds
+    a fixed number of box crops and salient images, ``source_ratio`` =
+    ``r_ws``. The default is the release's COCO run, 11:5
+    (``train_cd.sh`` ``--weakly_ratio 0.6875``; Table 5: 70.7 mIoU*); the
+    paper's best ratio, 9:7 (Table 5: 70.9 mIoU*, against 58.1 for random
+    sampling), is ``source_ratio=[9, 7]``.
+
+    The release draws ``int(32 * 0.6875) = 22`` box crops and 10 salient
+    images for each *global* batch of 32 (2 GPUs x 16) and deals them out
+    to the GPUs at random (``combined_random_sampler.py`` l.24-34,
+    113-151), so one GPU's 16 vary around 11:5; here every rank's batch is
+    exactly 11:5, the same global ratio. (PASCAL VOC runs in the release
+    sample the union of both sources at random: the VOC config uses
+    mmengine's ``InfiniteSampler`` instead of this sampler.)
 
     An infinite sampler (iteration-based loops) over a ``ConcatDataset`` of
     the box-crop source (first) and the salient source (second); it is
     mmdet's :class:`MultiSourceSampler` plus the release's occlusion drop:
     with ``overlap_drop_prob > 0``, every pass over the box source leaves
     out each box flagged ``overlapped`` by :class:`BoxCropDataset` with that
-    probability (0.75 for COCO in the release), so heavily overlapping
-    boxes, whose crops hold two objects, are seen less often.
+    probability (0.75 for COCO in the release: ``random.random() <= 0.75``
+    for every box of ``overlap_anno_id.json`` in each epoch,
+    ``combined_random_sampler.py`` l.94-101), so heavily overlapping boxes,
+    whose crops hold two objects, are seen less often. The release redraws
+    the drop in every epoch (one pass over the salient images); here in
+    every pass over the box source, which keeps the same rate.
 
     Args:
         dataset (Sized): ``ConcatDataset([box_crops, salient_images])``.
         batch_size (int): Must equal the data loader's batch size.
-        source_ratio (list[int | float]): Defaults to ``[9, 7]``.
+        source_ratio (list[int | float]): Box crops : salient images per
+            batch. Defaults to ``[11, 5]`` (release).
         overlap_drop_prob (float): Defaults to 0 (no drop).
         shuffle (bool): Defaults to True.
         seed (int, optional): Random seed (synchronised across ranks when
@@ -38,7 +52,7 @@ class BoxSalientRatioSampler(MultiSourceSampler):
     def __init__(self,
                  dataset: Sized,
                  batch_size: int,
-                 source_ratio: List[Union[int, float]] = [9, 7],
+                 source_ratio: List[Union[int, float]] = [11, 5],
                  overlap_drop_prob: float = 0.0,
                  shuffle: bool = True,
                  seed: Optional[int] = None) -> None:

@@ -13,10 +13,16 @@ class LoadSalientMask(BaseTransform):
     """Load the binary object mask of a salient image
     (:class:`mmboxseg.datasets.SalientDataset`).
 
-    The mask file is read as grayscale and binarised at ``thr``, so that
-    anti-aliased or JPEG-ish edges of published masks become clean 0/1
-    labels. It is stored as ``gt_seg_map`` because that is the key that
-    mmcv's/mmdet's ``Resize`` (nearest interpolation), ``RandomFlip`` and
+    The mask file is read as grayscale. With ``thr=None`` (what the
+    BoxCaseg configs use) its raw 0-255 values are kept, and
+    :class:`BoxCasegSegmenter` divides them by their maximum, as the
+    release does (``hybrid_data_loader.py`` ``ToTensor`` l.119-122: soft
+    targets on anti-aliased edges). With an integer ``thr`` it is
+    binarised at ``thr``, so that anti-aliased or JPEG-ish edges of
+    published masks become clean 0/1 labels.
+
+    It is stored as ``gt_seg_map`` because that is the key that mmcv's /
+    mmdet's ``Resize`` (nearest interpolation), ``RandomFlip`` and
     mmdet's ``RandomCrop`` transform along with the image, and that
     ``PackDetInputs`` packs (as ``data_sample.gt_sem_seg.sem_seg``,
     ``(1, H, W)``); ``'gt_seg_map'`` is also appended to ``seg_fields`` for
@@ -25,11 +31,12 @@ class LoadSalientMask(BaseTransform):
     Required keys: ``seg_map_path``; ``img_shape`` and ``img_path`` when
     the image is already loaded (to check the sizes agree).
 
-    Added keys: ``gt_seg_map`` (``(H, W)`` uint8, 1 = object,
-    0 = background), ``seg_fields``.
+    Added keys: ``gt_seg_map`` (``(H, W)`` uint8: 1 = object, 0 =
+    background, or the raw values with ``thr=None``), ``seg_fields``.
 
     Args:
-        thr (int): Mask values ``>= thr`` are the object. Defaults to 128.
+        thr (int, optional): Mask values ``>= thr`` are the object; None
+            keeps the raw values. Defaults to 128.
         backend_args (dict, optional): File backend arguments (see
             :func:`mmengine.fileio.get`). Defaults to None (local files).
 
@@ -40,9 +47,9 @@ class LoadSalientMask(BaseTransform):
     """
 
     def __init__(self,
-                 thr: int = 128,
+                 thr: Optional[int] = 128,
                  backend_args: Optional[dict] = None) -> None:
-        if not 0 < thr <= 255:
+        if thr is not None and not 0 < thr <= 255:
             raise ValueError(
                 f'LoadSalientMask: thr must be in [1, 255], got {thr}')
         self.thr = thr
@@ -64,7 +71,10 @@ class LoadSalientMask(BaseTransform):
                 f'{mask.shape[1]} (HxW) but image '
                 f"{results.get('img_path', '<unknown>')} is "
                 f'{img_shape[0]}x{img_shape[1]}')
-        results['gt_seg_map'] = (mask >= self.thr).astype(np.uint8)
+        if self.thr is None:
+            results['gt_seg_map'] = mask.astype(np.uint8)
+        else:
+            results['gt_seg_map'] = (mask >= self.thr).astype(np.uint8)
         seg_fields = results.setdefault('seg_fields', [])
         if 'gt_seg_map' not in seg_fields:
             seg_fields.append('gt_seg_map')

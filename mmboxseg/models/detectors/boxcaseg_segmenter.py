@@ -1,8 +1,9 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.data_preprocessors import DetDataPreprocessor
 from mmengine.model import BaseModel
 from mmengine.structures import PixelData
 from torch import Tensor
@@ -10,6 +11,103 @@ from torch import Tensor
 from mmboxseg.registry import MODELS
 
 SOURCES = ('box', 'salient')
+# maskrcnn-benchmark's Caffe pixel means (BGR order), which the release
+# subtracts from the R, G, B channels of box crops (hybrid_data_loader.py
+# ToTensor l.100-102, ToTensor_T l.175-177)
+CAFFE_MEANS = (102.9801, 115.9465, 122.7717)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@MODELS.register_module()
+class BoxCasegDataPreprocessor(DetDataPreprocessor):
+    """Per-source input normalisation of the BoxCaseg release.
+
+    The release (``joint_training/tools/hybrid_data_loader.py``,
+    ``ToTensor`` l.80-141, ``ToTensor_T`` l.162-185) normalises its two
+    sources differently; the paper says nothing about it:
+
+    - box crops (training, evaluation and proxy-mask crops):
+      ``x / 255 - m / 255`` per RGB channel with ``m`` the Caffe means
+      ``(102.9801, 115.9465, 122.7717)`` (BGR means applied to R, G, B as
+      the release does), no std division;
+    - salient images: ``x / max(x)`` (the maximum over the whole ``[3, H,
+      W]`` crop), then ImageNet ``(v - mean) / std`` with mean ``(0.485,
+      0.456, 0.406)``, std ``(0.229, 0.224, 0.225)``.
+
+    ``x`` is the ``[3, H, W]`` RGB crop after resizing and cropping. The
+    release's ``skimage`` resize maps pixels to ``[0, 1]``; on the 0-255
+    pixels here the box formula is ``(x - m) / 255`` and the salient one
+    is unchanged (``x / max(x)`` is scale-free). The output is the
+    ``[N, 3, H, W]`` float batch. A sample's source is
+    ``metainfo['source']``; samples
+    without one (the proxy-mask tool's crops) are box crops. An all-zero
+    salient crop, which the release divides by zero, maps to ``-mean /
+    std``.
+
+    ``normalisation='common'`` keeps one normalisation for both sources,
+    mmdet's ``DetDataPreprocessor`` with ``mean`` / ``std`` (what mmboxseg
+    did before following the release).
+
+    Args:
+        normalisation (str): ``'per_source'`` (release, default) or
+            ``'common'``.
+        box_mean (Sequence[float]): Subtracted from box crops, RGB, 0-255
+            units. Defaults to the Caffe means.
+        box_std (Sequence[float]): Box crops are divided by it. Defaults to
+            255 (the release's ``/ 255`` without a std).
+        salient_mean (Sequence[float]): ImageNet mean in ``[0, 1]`` units.
+        salient_std (Sequence[float]): ImageNet std in ``[0, 1]`` units.
+        mean, std: ``DetDataPreprocessor`` normalisation, used with
+            ``normalisation='common'`` only.
+        **kwargs: Other :class:`DetDataPreprocessor` arguments
+            (``bgr_to_rgb``, ``pad_size_divisor``, ...).
+    """
+
+    def __init__(self,
+                 normalisation: str = 'per_source',
+                 box_mean: Sequence[float] = CAFFE_MEANS,
+                 box_std: Sequence[float] = (255.0, 255.0, 255.0),
+                 salient_mean: Sequence[float] = IMAGENET_MEAN,
+                 salient_std: Sequence[float] = IMAGENET_STD,
+                 mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None,
+                 **kwargs) -> None:
+        if normalisation not in ('per_source', 'common'):
+            raise ValueError("normalisation must be 'per_source' or "
+                             f"'common', got {normalisation!r}")
+        if normalisation == 'per_source' and (mean is not None
+                                              or std is not None):
+            raise ValueError("mean/std are for normalisation='common'; "
+                             "'per_source' uses box_mean/box_std and "
+                             'salient_mean/salient_std')
+        super().__init__(mean=mean, std=std, **kwargs)
+        self.normalisation = normalisation
+        for name, value in (('box_mean', box_mean), ('box_std', box_std),
+                            ('salient_mean', salient_mean), ('salient_std',
+                                                             salient_std)):
+            self.register_buffer(name,
+                                 torch.tensor(value).view(1, -1, 1, 1), False)
+
+    def normalise_per_source(self, inputs: Tensor,
+                             sources: Sequence[str]) -> Tensor:
+        """``[N, 3, H, W]`` RGB 0-255 inputs normalised by their sources."""
+        inputs = inputs.float()
+        salient = torch.tensor([s == 'salient' for s in sources],
+                               device=inputs.device).view(-1, 1, 1, 1)
+        box = (inputs - self.box_mean) / self.box_std
+        peak = inputs.flatten(1).amax(dim=1).clamp(min=1e-6).view(-1, 1, 1, 1)
+        sal = (inputs / peak - self.salient_mean) / self.salient_std
+        return torch.where(salient, sal, box)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = super().forward(data, training)
+        if self.normalisation == 'per_source':
+            samples = data.get('data_samples') or []
+            sources = [s.metainfo.get('source', 'box') for s in samples]
+            sources += ['box'] * (len(data['inputs']) - len(sources))
+            data['inputs'] = self.normalise_per_source(data['inputs'], sources)
+        return data
 
 
 def minmax_normalise(probs: Tensor, eps: float = 1e-6) -> Tensor:
@@ -41,8 +139,12 @@ class BoxCasegSegmenter(BaseModel):
       run on the salient samples of the batch only.
 
     Logits at stride 4 are upsampled bilinearly to the label size first, as
-    in the release. A box crop's label map is its box, so box-supervised
-    training never sees a mask.
+    in the release. Every label map is divided by its maximum first, as
+    the release does: a 0/1 box map is unchanged, a raw 0-255 saliency map
+    (``LoadSalientMask(thr=None)``, the release's default) becomes a soft
+    ``[0, 1]`` target of the pixel and MIL losses. A box crop's label map
+    is its box, so box-supervised training never sees a mask. Inputs are
+    normalised per source by :class:`BoxCasegDataPreprocessor`.
 
     At test time the fused head predicts each crop: sigmoid, per-sample
     min-max normalisation (release), resize to the crop's size in the
@@ -58,7 +160,8 @@ class BoxCasegSegmenter(BaseModel):
         test_cfg (dict, optional): ``minmax_normalise`` (bool, default
             True) and ``mask_thr`` (default 0.5).
         data_preprocessor (dict, optional): Defaults to
-            ``DetDataPreprocessor``.
+            :class:`BoxCasegDataPreprocessor` (the release's per-source
+            normalisation) with ``bgr_to_rgb=True``.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -73,7 +176,8 @@ class BoxCasegSegmenter(BaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
-            data_preprocessor = dict(type='DetDataPreprocessor')
+            data_preprocessor = dict(
+                type='BoxCasegDataPreprocessor', bgr_to_rgb=True)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
@@ -118,6 +222,13 @@ class BoxCasegSegmenter(BaseModel):
                 f'packed through PackDetInputs meta_keys), got {bad}')
         labels = torch.stack([s.gt_sem_seg.sem_seg[0] for s in data_samples])
         labels = labels.to(inputs.device).float()
+        # the release divides every label map by its maximum (ToTensor
+        # l.90-93, 119-122): 0/1 box maps stay as they are, raw 0-255
+        # saliency maps (LoadSalientMask(thr=None)) become soft [0, 1]
+        # targets; an all-zero map stays zero
+        peak = labels.flatten(1).amax(dim=1).view(-1, 1, 1)
+        labels = torch.where(peak > 1e-6, labels / peak.clamp(min=1e-6),
+                             labels)
         if labels.shape[-2:] != inputs.shape[-2:]:
             raise ValueError(
                 f'label maps {tuple(labels.shape[-2:])} and inputs '
