@@ -23,6 +23,9 @@ model = dict(
     # Cityscapes masks cover the whole frame: no unlabelled bottom rows
     data_preprocessor=dict(bottom_pixels_removed=0),
     bbox_head=dict(num_classes=8),
+    # the teacher keeps the original 2048 x 1024 (paper Sec. 5.3; the test
+    # scale here)
+    teacher_scale=(2048, 1024),
     # the COCO warm-up (10k of 90k) scaled to 24k iterations
     mask_head=dict(pseudo_warmup_iters=2500))
 

@@ -39,6 +39,16 @@ def student_sample(boxes, size=(16, 16)):
     return sample
 
 
+def fake_teacher(result, probs, mean=None, box_mean=None):
+    """A stand-in for ``teacher_predictions``: one image's detections."""
+    out = InstanceData(
+        bboxes=result.bboxes, scores=result.scores, grid_probs=probs)
+    out.mean_probs = mean if mean is not None else torch.zeros(len(result))
+    if box_mean is not None:
+        out.box_mean_probs = box_mean
+    return lambda i, s, g: [out]
+
+
 def test_pseudo_masks_are_assigned_clipped_and_scored(monkeypatch):
     model = build()
     result = InstanceData()
@@ -49,8 +59,9 @@ def test_pseudo_masks_are_assigned_clipped_and_scored(monkeypatch):
     probs[0, 2:10, 2:10] = 0.9  # 4 rows/cols outside the 8x8 box mask
     probs[0, 0, 0] = 0.6
     probs[1, 10:15, 10:15] = 0.7
-    monkeypatch.setattr(model, 'teacher_predictions', lambda i, s:
-                        ([result], [probs]))
+    mean = torch.tensor([0.85, 0.7])  # mbar at the student's resolution
+    monkeypatch.setattr(model, 'teacher_predictions',
+                        fake_teacher(result, probs, mean))
     sample = student_sample([[0, 0, 32, 32], [0, 40, 16, 60]])
     stats = model.add_pseudo_masks(torch.zeros(1, 3, 64, 64), [None], [sample])
     gt = sample.gt_instances
@@ -59,10 +70,10 @@ def test_pseudo_masks_are_assigned_clipped_and_scored(monkeypatch):
     want[0, 0] = True
     assert torch.equal(gt.pseudo_masks[0], want)
     assert not gt.pseudo_masks[1].any()  # gt 1 overlaps nothing
-    # Eq. 1 with c = sqrt(0.64): positives in the box are 36 x 0.9 + 0.6
-    mean = (36 * 0.9 + 0.6) / 37
+    # the public code's weight (default): sqrt(sqrt(c) * mbar), c =
+    # sqrt(0.64)
     assert gt.pseudo_scores[0].item() == pytest.approx(
-        math.sqrt(0.8 * mean), rel=1e-5)
+        math.sqrt(math.sqrt(0.8) * 0.85), rel=1e-5)
     assert gt.pseudo_scores[1].item() == 0.0
     assert stats['pseudo_assigned'].item() == 0.5
     # what PseudoMaskQualityHook reads after the step
@@ -70,15 +81,15 @@ def test_pseudo_masks_are_assigned_clipped_and_scored(monkeypatch):
     assert rec['masks'] is gt.pseudo_masks and rec['stride'] == 4
     assert rec['valid'].tolist() == [True, False]
     assert rec['eval_masks'] is None  # a box-only sample
-    # the public code's weight: no box, sqrt(sqrt(c) * mean of positives)
-    model = build(score_mode='code')
-    monkeypatch.setattr(model, 'teacher_predictions', lambda i, s:
-                        ([result], [probs]))
+    # Eq. 1 of the paper: sqrt(c * mbar inside the assigned gt box)
+    model = build(score_mode='paper')
+    box_mean = torch.tensor([[0.9, 0.0], [0.0, 0.0]])
+    monkeypatch.setattr(model, 'teacher_predictions',
+                        fake_teacher(result, probs, mean, box_mean))
     sample = student_sample([[0, 0, 32, 32], [0, 40, 16, 60]])
     model.add_pseudo_masks(torch.zeros(1, 3, 64, 64), [None], [sample])
-    mean_all = (64 * 0.9 + 0.6) / 65
     assert sample.gt_instances.pseudo_scores[0].item() == pytest.approx(
-        math.sqrt(math.sqrt(0.8) * mean_all), rel=1e-5)
+        math.sqrt(0.8 * 0.9), rel=1e-5)
 
 
 def test_eval_masks_are_scored_by_the_hook_and_change_nothing(monkeypatch):
@@ -94,8 +105,8 @@ def test_eval_masks_are_scored_by_the_hook_and_change_nothing(monkeypatch):
     outs = []
     for fill in (0, 1):
         model = build()
-        monkeypatch.setattr(model, 'teacher_predictions', lambda i, s:
-                            ([result], [probs]))
+        monkeypatch.setattr(model, 'teacher_predictions',
+                            fake_teacher(result, probs))
         sample = student_sample([[0, 0, 32, 32]])
         truth = np.full((1, 64, 64), fill, np.uint8)
         truth[0, :32, :32] = 1  # the box, 8 x 8 cells on the grid
@@ -117,9 +128,9 @@ def test_eval_masks_are_scored_by_the_hook_and_change_nothing(monkeypatch):
 def test_no_teacher_detections_and_bad_config():
     model = build()
     sample = student_sample([[0, 0, 32, 32]])
-    model.teacher_predictions = lambda i, s: ([
-        InstanceData(bboxes=torch.zeros(0, 4), scores=torch.zeros(0))
-    ], [torch.zeros(0, 16, 16)])
+    model.teacher_predictions = fake_teacher(
+        InstanceData(bboxes=torch.zeros(0, 4), scores=torch.zeros(0)),
+        torch.zeros(0, 16, 16))
     model.add_pseudo_masks(torch.zeros(1, 3, 64, 64), [None], [sample])
     assert sample.gt_instances.pseudo_masks.shape == (1, 16, 16)
     assert not sample.gt_instances.pseudo_masks.any()
@@ -138,6 +149,10 @@ def test_no_teacher_detections_and_bad_config():
 
 def test_loss_needs_the_ema_hook_and_inference_uses_the_teacher():
     model = build()
+    # compare the detection scores (the mask-aware re-scoring is pinned in
+    # test_boxteacher_fidelity.py)
+    model.mask_head.test_score = 'detection'
+    model.teacher.mask_head.test_score = 'detection'
     model.eval()
     with pytest.raises(RuntimeError, match='EMATeacherHook'):
         model.loss(torch.zeros(1, 3, 64, 64), [student_sample([[0, 0, 8, 8]])])

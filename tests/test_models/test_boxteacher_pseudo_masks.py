@@ -25,17 +25,18 @@ def box(x1, y1, x2, y2):
 
 
 def public_code_assignment(ious, scores, iou_thr):
-    """The public code's loop, including its `gtm[j] > 0` test."""
+    """The public code's loop (boxteacher.py pseudo_labeling), including its
+    `gtm[j] > 0` test and its tie rule (only `iou < max_iou` is skipped)."""
     gtm = [-1] * ious.shape[1]
-    for i in torch.argsort(scores, descending=True).tolist():
-        best, best_j = -1.0, -1
+    for i in torch.argsort(scores, descending=True, stable=True).tolist():
+        max_iou, m = -1.0, -1
         for j in range(ious.shape[1]):
-            if gtm[j] > 0:
+            iou = float(ious[i, j])
+            if gtm[j] > 0 or iou < iou_thr or iou < max_iou:
                 continue
-            if ious[i, j] >= iou_thr and ious[i, j] > best:
-                best, best_j = float(ious[i, j]), j
-        if best_j >= 0:
-            gtm[best_j] = i
+            max_iou, m = iou, j
+        if m >= 0:
+            gtm[m] = i
     return gtm
 
 
@@ -80,14 +81,20 @@ def test_alg1_unmatched_threshold_and_empty_inputs():
 
 
 def test_alg1_ties():
-    # one prediction, two gts with the same IoU: the lower gt index wins
+    # equal IoU with two gts: the higher gt index wins, as the public code
     gts = torch.tensor([box(0, 0, 10, 10), box(0, 0, 10, 10)])
     preds = torch.tensor([box(0, 0, 10, 10), box(0, 0, 10, 10)])
-    # equal scores: the lower prediction index goes first
+    # equal scores: the lower prediction index goes first (and takes gt 1)
     assert assign_pseudo_masks(preds, torch.tensor([0.5, 0.5]),
-                               gts).tolist() == [0, 1]
-    assert assign_pseudo_masks(preds, torch.tensor([0.4, 0.5]),
                                gts).tolist() == [1, 0]
+    assert assign_pseudo_masks(preds, torch.tensor([0.4, 0.5]),
+                               gts).tolist() == [0, 1]
+    # the public code's loop agrees where its `> 0` bug does not bite
+    # (prediction 0 takes no gt first here)
+    from mmdet.structures.bbox import bbox_overlaps
+    ious = bbox_overlaps(preds, gts)
+    assert public_code_assignment(ious, torch.tensor([0.4, 0.5]),
+                                  0.5) == [0, 1]
 
 
 def test_mask_aware_score_paper_and_code():

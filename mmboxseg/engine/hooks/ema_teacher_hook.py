@@ -122,7 +122,11 @@ class EMATeacherHook(Hook):
 
     Under DDP the students are identical on every rank, and so are the EMA
     parameters. Buffers (BN statistics, which DDP does not synchronise) are
-    broadcast from rank 0 after each update. ``check_sync_interval > 0``
+    broadcast from rank 0 after each update (and, with ``buffers='keep'``,
+    once more after training). BoxTeacher's public code (``ema_hook.py``)
+    averages the parameters only and lets a train-mode teacher keep its own
+    BN statistics (``buffers='keep'``), without synchronising them across
+    GPUs; here they are rank 0's. ``check_sync_interval > 0``
     all-gathers a fingerprint of the teacher every that many updates and
     raises if two ranks differ.
 
@@ -139,7 +143,9 @@ class EMATeacherHook(Hook):
         ramp (bool): Use ``min(m, 1 - 1/(t+1))``. Defaults to True.
         start_iter (int): First iteration that averages. Defaults to 0.
         interval (int): Update every ``interval`` iterations.
-        buffers (str): ``'ema'``, ``'copy'`` or ``'keep'``.
+        buffers (str): ``'ema'`` (default), ``'copy'`` (SIM, DiscoBox) or
+            ``'keep'`` (BoxTeacher's ``momentum_update`` over
+            ``named_parameters`` only).
         update (str): ``'before_step'`` (before the iteration's forward, as
             BoxTeacher's reference) or ``'after_step'`` (after the optimizer
             step, as mmdet). Defaults to ``'before_step'``.
@@ -285,6 +291,12 @@ class EMATeacherHook(Hook):
     def after_train(self, runner) -> None:
         world_size = get_world_size()
         if world_size > 1:
+            if self.buffers == 'keep':
+                # a train-mode teacher moved its own BN statistics on each
+                # rank's batches since the last update's broadcast
+                for _, tensor, _, from_param in self.pairs(runner.model):
+                    if not from_param:
+                        broadcast(tensor, src=0)
             self.check_sync(runner.model)
             print_log(
                 f'EMATeacherHook: teachers identical on {world_size} ranks '

@@ -1,12 +1,16 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
-from typing import Optional
+from typing import List, Optional
 
 import torch
-from mmdet.utils import ConfigType
+import torch.nn.functional as F
+from mmdet.models.utils import aligned_bilinear, empty_instances
+from mmdet.utils import ConfigType, InstanceList
 from torch import Tensor
 
 from mmboxseg.registry import MODELS
 from .box_sup_mask_head import BoxSupMaskHead
+
+TEST_SCORES = ('mask_aware', 'detection')
 
 
 @MODELS.register_module()
@@ -35,11 +39,22 @@ class BoxTeacherMaskHead(BoxSupMaskHead):
     The dice is CondInst's ``1 - 2 sum(p g) / (sum(p^2) + sum(g^2) + 1e-5)``
     on probabilities (mmdet ``DiceLoss``, ``eps=5e-6`` per sum).
 
+    **Test scores** (``test_score='mask_aware'``, the public code's
+    ``postprocess``, ``condinst.py:806-814``, which its evaluation uses):
+    with ``c = sqrt(cls * ctr)`` (AdelaiDet's FCOS score; mmdet's detection
+    scores are ``cls * ctr``) and ``mbar = sum(P 1[P > mask_thr]) /
+    (sum(1[P > mask_thr]) + 1e-6)`` over the mask probabilities ``P``
+    ``[n, h, w]`` at the output resolution (after mmdet's up-sampling and,
+    with ``rescale``, the resize to the original image), each detection's
+    score becomes ``sqrt(c * mbar)``. ``test_score='detection'`` keeps
+    mmdet's ``cls * ctr``. The paper does not describe a test-time score.
+
     Args:
         pseudo_warmup_iters (int): Warm-up of the pseudo-mask losses.
         fix_reduction (bool): Normaliser choice, see above.
         loss_pseudo_mask (dict): Pixel loss (dice, weight 0.5).
         loss_pseudo_affinity (dict): Affinity loss (weight 0.1).
+        test_score (str): ``'mask_aware'`` (default) or ``'detection'``.
         **kwargs: :class:`BoxSupMaskHead` arguments.
     """
 
@@ -60,8 +75,13 @@ class BoxTeacherMaskHead(BoxSupMaskHead):
                      smooth_kernel=3,
                      affinity_thresh=0.5,
                      loss_weight=0.1),
+                 test_score: str = 'mask_aware',
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if test_score not in TEST_SCORES:
+            raise ValueError(f'BoxTeacherMaskHead: test_score must be one of '
+                             f'{TEST_SCORES}, got {test_score!r}')
+        self.test_score = test_score
         if self.supervision == 'mask':
             raise ValueError("BoxTeacherMaskHead needs supervision='box' or "
                              "'mixed'")
@@ -137,3 +157,70 @@ class BoxTeacherMaskHead(BoxSupMaskHead):
             loss_pseudo_mask=(scores * dice).sum() / num_valid * warmup,
             loss_pseudo_affinity=(scores * affinity).sum() / num_valid *
             warmup)
+
+    def predict_by_feat(self,
+                        mask_preds: List[Tensor],
+                        results_list: InstanceList,
+                        batch_img_metas: List[dict],
+                        rescale: bool = True,
+                        **kwargs) -> InstanceList:
+        """mmdet's CondInst mask prediction, plus the mask-aware re-scoring
+        of the public code (class docstring) when ``test_score`` is
+        ``'mask_aware'``.
+
+        Args:
+            mask_preds (list[Tensor]): Per image ``[n, H/s, W/s]`` mask
+                logits on the stride-``s`` grid of the padded batch.
+            results_list (list[InstanceData]): Detections (``bboxes``,
+                ``scores`` = ``cls * ctr``, ``labels``), per image.
+            batch_img_metas (list[dict]): ``img_shape``, ``ori_shape``,
+                ``scale_factor``.
+            rescale (bool): Boxes and masks to the original image.
+
+        Returns:
+            list[InstanceData]: With ``masks`` ``[n, h, w]`` (bool) and
+            re-scored ``scores``.
+        """
+        if self.test_score == 'detection':
+            return super().predict_by_feat(mask_preds, results_list,
+                                           batch_img_metas, rescale, **kwargs)
+        cfg = self.test_cfg
+        for img_id, img_meta in enumerate(batch_img_metas):
+            results = results_list[img_id]
+            mask_pred = mask_preds[img_id]
+            if results.bboxes.shape[0] == 0 or mask_pred.shape[0] == 0:
+                results_list[img_id] = empty_instances(
+                    [img_meta],
+                    results.bboxes.device,
+                    task_type='mask',
+                    instance_results=[results])[0]
+                continue
+            probs = self.mask_probabilities(mask_pred, img_meta, rescale)
+            if rescale:
+                results.bboxes /= results.bboxes.new_tensor(
+                    img_meta['scale_factor']).repeat((1, 2))
+            masks = probs > cfg.mask_thr
+            positive = masks.to(probs.dtype)
+            mean = (probs * positive).flatten(1).sum(1) / (
+                positive.flatten(1).sum(1) + 1e-6)
+            results.scores = (results.scores.clamp(min=0).sqrt() * mean).sqrt()
+            results.masks = masks
+        return results_list
+
+    def mask_probabilities(self, mask_pred: Tensor, img_meta: dict,
+                           rescale: bool) -> Tensor:
+        """``[n, h, w]`` probabilities as mmdet's
+        ``CondInstMaskHead._predict_by_feat_single`` computes them before
+        thresholding: sigmoid, ``aligned_bilinear`` by the output stride,
+        crop to ``img_shape``, bilinear resize to ``ori_shape`` when
+        ``rescale`` (AdelaiDet's ``postprocess`` does the same)."""
+        img_h, img_w = img_meta['img_shape'][:2]
+        probs = aligned_bilinear(mask_pred.sigmoid()[None],
+                                 self.mask_out_stride)[:, :, :img_h, :img_w]
+        if rescale:
+            probs = F.interpolate(
+                probs,
+                tuple(img_meta['ori_shape'][:2]),
+                mode='bilinear',
+                align_corners=False)
+        return probs[0]

@@ -20,9 +20,11 @@ class EMATeacherMixin:
     a detector of the same architecture whose tensors are buffers
     (:func:`freeze_as_buffers`): it is in every checkpoint and restored on
     ``--resume``, the optimizer never sees it, and only
-    :class:`mmboxseg.engine.hooks.EMATeacherHook` writes it. It always
-    runs in eval mode (eval-mode BN uses the EMA running statistics;
-    mmdet's FCOS head scales boxes by the stride only in eval mode).
+    :class:`mmboxseg.engine.hooks.EMATeacherHook` writes it. It is kept in
+    eval mode (eval-mode BN uses the running statistics; mmdet's FCOS head
+    scales boxes by the stride only in eval mode); a subclass may switch it
+    for its own training-time teacher forward and back (BoxTeacher's
+    ``teacher_mode='train'``, the public code's BN with batch statistics).
     ``ema_updates`` counts the hook's updates.
     """
 
