@@ -1,7 +1,10 @@
 # DiscoBox, SOLOv2 R-101-DCN-FPN, COCO 3x with multi-scale training (short
 # side 640-800), as the release's discobox_solov2_r101_dcn_fpn_3x: DCNv2 in
-# ResNet stages 2-4 and in every head conv, and the dense contrastive loss
-# weighted 0.1 (1.0 in the R-50 config; the paper: 0.1).
+# ResNet stages 2-4, in every conv of the kernel and category towers
+# (use_dcn_in_tower) and in every conv of the mask-feature branch
+# (mask_feat_head conv_cfg=DCNv2, its 1x1 output conv included), and the
+# dense contrastive loss weighted 0.1 (1.0 in the R-50 config; the paper:
+# 0.1).
 _base_ = './discobox_solov2_r50_fpn_3x_coco.py'
 
 model = dict(
@@ -14,6 +17,7 @@ model = dict(
     mask_head=dict(
         dcn_cfg=dict(type='DCNv2'),
         dcn_apply_to_all_conv=True,
+        mask_feature_head=dict(conv_cfg=dict(type='DCNv2')),
         loss_corr=dict(loss_weight=0.1)))
 
 train_pipeline = [

@@ -5,6 +5,9 @@
 # Schedule-bound values are scaled from the release's COCO run: the teacher
 # starts at 13k of 264k iterations (5%) -> 100 of 1,500, and its horizon
 # 1 / (1 - m) = 1k iterations (0.4%) -> m = 0.99 (100 iterations).
+# Image-bound: the bank's push rule (release: box sides > 128 px on 800-px
+# short sides, 16%) -> 20 px on the 128-px toy images (with 128 no toy
+# object would ever enter the bank).
 _base_ = ['../boxinst/boxinst_r18_fpn_toy.py', '../_base_/discobox.py']
 
 teacher_start_iter = 100
@@ -54,5 +57,7 @@ custom_hooks = [
     dict(
         _base_.discobox_bank_hook,
         bank=dict(
-            _base_.discobox_bank_hook.bank, num_classes=_base_.num_classes))
+            _base_.discobox_bank_hook.bank,
+            num_classes=_base_.num_classes,
+            min_size=20))
 ]

@@ -1,7 +1,7 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
 import csv
 import os.path as osp
-from typing import List, Optional
+from typing import Iterable, List, Optional, Set, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -15,6 +15,59 @@ VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
                'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
                'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
                'tvmonitor')
+
+
+def pair_image_names(pair_files: Iterable[str]) -> Set[str]:
+    """File names (without folders) of every source and target image of
+    PF-PASCAL pair lists (NC-Net/SCOT CSVs: a header, then the source and
+    target image paths in the first two columns, as the release's
+    ``get_voctraining_excluding_pfpascaltesting.py`` reads them)."""
+    names = set()
+    for path in pair_files:
+        with get_local_path(path) as local, open(local, newline='') as f:
+            rows = list(csv.reader(f))
+        if not rows or len(rows[0]) < 2:
+            raise AnnotationFileError(
+                f'{path}: expected a header and source,target,... rows')
+        for row in rows[1:]:
+            if len(row) < 2:
+                continue
+            names.update(osp.basename(p.strip()) for p in row[:2])
+    return names
+
+
+def exclude_pair_images(coco: dict,
+                        pair_files: Iterable[str]) -> Tuple[dict, int]:
+    """A COCO annotation dict without the images (and their annotations)
+    that occur in PF-PASCAL pair lists, matched by file name (DiscoBox Sec.
+    4.4: VOC training "excluding those images that are present in the
+    PF-PASCAL validation set"; release
+    ``tools/get_voctraining_excluding_pfpascaltesting.py``, whose default
+    pair list, ``trn_pairs.csv``, contradicts its name; pass the
+    validation and test lists).
+
+    Args:
+        coco (dict): COCO-format dict (``images``, ``annotations``, ...);
+            not modified.
+        pair_files (Iterable[str]): Pair CSVs (e.g. ``val_pairs.csv`` and
+            ``test_pairs.csv``).
+
+    Returns:
+        tuple: The filtered dict (other keys copied) and the number of
+        images removed.
+    """
+    names = pair_image_names(pair_files)
+    images = [
+        im for im in coco['images']
+        if osp.basename(im['file_name']) not in names
+    ]
+    kept = {im['id'] for im in images}
+    out = dict(coco)
+    out['images'] = images
+    out['annotations'] = [
+        a for a in coco.get('annotations', []) if a['image_id'] in kept
+    ]
+    return out, len(coco['images']) - len(images)
 
 
 def _floats(path: str, row: int, field: str, text: str) -> np.ndarray:

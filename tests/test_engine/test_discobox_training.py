@@ -133,3 +133,87 @@ def test_two_process_training(tiny_toy, tmp_path):
     # teachers compared after every update; a difference would have raised
     assert 'teachers identical on 2 ranks after 4 updates' in out
     assert 'gate_corr: 1.0000' in out
+
+
+# -- configs against the release's numbers -----------------------------------
+def _cfg(name):
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(REPO, 'configs/discobox', name))
+
+
+def test_coco_config_is_the_release():
+    """configs/discobox/discobox_solov2_r50_fpn_3x.py and the head of the
+    release."""
+    cfg = _cfg('discobox_solov2_r50_fpn_3x_coco.py')
+    head = cfg.model.mask_head
+    assert head.loss_corr.release_double_softmax is True
+    assert head.loss_corr.loss_weight == 1.0
+    assert head.correspondence.solve_on == 'student'
+    assert head.correspondence.bank_push == 'interleaved'
+    assert head.correspondence.window == 9
+    assert head.mean_field.base == 0.1
+    # single_stage_wsis.py: teacher copied once cnt > 13000, used from the
+    # next step; gate and EMA hook agree
+    assert cfg.model.gates.teacher_start_iter == 13002
+    assert cfg.custom_hooks[0].start_iter == 13002
+    assert (cfg.model.gates.ts_thresh, cfg.model.gates.corr_thresh) == (0.3,
+                                                                        0.2)
+    bank = cfg.custom_hooks[1].bank
+    assert bank.min_size == 128 and bank.iou == 'release'
+    assert cfg.model.test_cfg.mask_thr == 0.4
+    assert cfg.optim_wrapper.optimizer.lr == 0.01
+
+
+def test_r101_dcn_config_is_the_release():
+    """discobox_solov2_r101_dcn_fpn_3x: DCNv2 in the towers and in every
+    conv of the mask-feature branch; loss_corr 0.1."""
+    from mmcv.cnn import ConvModule
+    from mmcv.ops import ModulatedDeformConv2dPack
+    from mmdet.models.dense_heads.solov2_head import MaskFeatModule
+    cfg = _cfg('discobox_solov2_r101-dcn_fpn_ms-3x_coco.py')
+    head = cfg.model.mask_head
+    assert head.loss_corr.loss_weight == 0.1
+    assert head.dcn_cfg.type == 'DCNv2' and head.dcn_apply_to_all_conv
+    assert head.mask_feature_head.conv_cfg == dict(type='DCNv2')
+    branch = MaskFeatModule(**dict(
+        head.mask_feature_head,
+        in_channels=8,
+        feat_channels=4,
+        out_channels=4,
+        norm_cfg=None))
+    # every ConvModule of the branch, the 1x1 output conv included
+    convs = [m.conv for m in branch.modules() if isinstance(m, ConvModule)]
+    assert len(convs) == 1 + 1 + 2 + 3 + 1
+    assert all(isinstance(m, ModulatedDeformConv2dPack) for m in convs)
+
+
+def test_voc_config_is_the_release():
+    """discobox_solov2_voc_r50_fpn_6x: LR 0.01 on 4 GPUs x 2 images, not
+    scaled with the batch."""
+    cfg = _cfg('discobox_solov2_r50_fpn_6x_voc-aug.py')
+    assert cfg.optim_wrapper.optimizer.lr == 0.01
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.auto_scale_lr.enable is False
+    assert cfg.model.test_cfg.mask_thr == 0.5
+    assert cfg.param_scheduler[1].milestones == [54, 66]
+
+
+def test_paper_text_and_toy_configs():
+    paper = _cfg('discobox_solov2_r50_fpn_3x_coco_paper-text.py')
+    head = paper.model.mask_head
+    assert head.loss_corr.release_double_softmax is False
+    assert head.loss_corr.loss_weight == 0.1
+    assert head.correspondence.method == 'sinkhorn'
+    assert head.correspondence.solve_on == 'teacher'
+    assert head.correspondence.bank_push == 'after_losses'
+    assert head.mean_field.base == 0.3
+    bank = paper.custom_hooks[1].bank
+    assert (bank.retrieval, bank.max_retrieval) == ('random', 10)
+    assert 31 < bank.min_size < 32
+    # the toy config inherits the defaults and scales the bank's push rule
+    toy = _cfg('discobox_solov2_r18_fpn_toy.py')
+    assert toy.model.mask_head.loss_corr.release_double_softmax is True
+    assert toy.model.mask_head.correspondence.solve_on == 'student'
+    assert toy.custom_hooks[1].bank.min_size == 20
+    assert toy.custom_hooks[1].bank.iou == 'release'
+    assert toy.model.gates.teacher_start_iter == 100

@@ -81,17 +81,77 @@ def test_pass_message_shifts_both_ends_together():
     plan = torch.zeros(1, 9, 9)
     plan[0, 4, 4] = 9.0  # centre -> centre
     v = pass_message(plan, (h, w), 3)
-    # every pair with zero offset around the centre gets 1, the rest 0
-    want = torch.zeros(9, 9)
-    for i in range(9):
-        want[i, i] = 1.0
-    torch.testing.assert_close(v[0], want)
+    # every pair with zero offset gets 9 divided by its number of valid
+    # joint shifts (release: count): 9 at the centre, 6 on edges, 4 at
+    # corners
+    valid = torch.tensor([4, 6, 4, 6, 9, 6, 4, 6, 4.])
+    torch.testing.assert_close(v[0], torch.diag(9.0 / valid))
     plan = torch.zeros(1, 9, 9)
     plan[0, 0, 1] = 9.0  # (0,0) -> (0,1): offset (0, +1)
     v = pass_message(plan, (h, w), 3)
-    assert v[0, 3, 4] == 1.0  # (1,0) -> (1,1): same offset, neighbour
+    # (1,0) -> (1,1): same offset, shift (1, 0); the shifts d that keep
+    # both (1,0) - d and (1,1) - d inside: dy in {-1, 0, 1}, dx in {-1, 0}
+    assert v[0, 3, 4] == 9.0 / 6
+    # (0,0) -> (0,1) itself: dy in {-1, 0}, dx in {-1, 0}
+    assert v[0, 0, 1] == 9.0 / 4
     assert v[0, 3, 3] == 0.0  # other offset
     assert v[0, 8, 8] == 0.0  # too far
+
+
+def _release_pass_message(T, shape):
+    """``SemanticCorrSolver.pass_message`` of the release, re-derived with
+    its slicing and its count."""
+    T = T.view(T.shape[0], shape[0], shape[1], shape[0], shape[1])
+    pairwise = torch.zeros_like(T)
+    count = torch.zeros_like(T)
+    h, w = shape
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            dst = (slice(max(0, dy),
+                         min(h + dy, h)), slice(max(0, dx), min(w + dx, w)))
+            src = (slice(max(0, -dy),
+                         min(h - dy, h)), slice(max(0, -dx), min(w - dx, w)))
+            count[:, dst[0], dst[1], dst[0], dst[1]] += 1
+            pairwise[:, dst[0], dst[1], dst[0], dst[1]] += \
+                T[:, src[0], src[1], src[0], src[1]]
+    return (pairwise / count).view(T.shape[0], h * w, h * w)
+
+
+def _release_solve(cu, shape, num_iter, dist_kernel):
+    """``SemanticCorrSolver.solve`` (one smoothing step per iteration)."""
+    p = shape[0] * shape[1]
+    eye = torch.eye(p).reshape(1, -1, *shape)
+    dist_mask = torch.nn.functional.max_pool2d(eye, dist_kernel, 1,
+                                               dist_kernel // 2).reshape(
+                                                   1, p, p).transpose(2, 1)
+    c = cu.clone() * dist_mask
+    for _ in range(num_iter):
+        votes = _release_pass_message(c.clone(), shape)
+        votes = votes / (votes.sum(2, keepdim=True) + 1e-4)
+        c = cu + votes
+        c = c / (c.sum(2, keepdim=True) + 1e-4)
+    return c
+
+
+def test_message_passing_is_the_release_solver():
+    """Against a re-derivation of the release: ``pass_message`` divides by
+    the valid shifts, and the window masks the initial cost only (later
+    iterations add the whole ``C_u``)."""
+    torch.manual_seed(0)
+    h, w = 4, 5
+    feats = relu_l2_normalise(torch.randn(3, 8, h, w))
+    cost = cost_volume(feats[0], feats[1:])
+    plan = torch.rand(2, h * w, h * w)
+    torch.testing.assert_close(
+        pass_message(plan, (h, w)), _release_pass_message(plan, (h, w)))
+    for window, iters in ((3, 10), (1, 2)):
+        got = solve_correspondence(
+            cost, (h, w), num_iters=iters, window=window)
+        torch.testing.assert_close(got,
+                                   _release_solve(cost, (h, w), iters, window))
+    # window 1: pairs outside it still score after the first iteration
+    got = solve_correspondence(cost, (h, w), num_iters=2, window=1)
+    assert (got[:, 0, 1:] > 0).all()
 
 
 def test_geometric_term_matches_the_formula():
@@ -144,17 +204,62 @@ def test_transfer_masks_with_an_identity_plan():
     masks[0, :2, :] = 1.0  # top half
     masks[1, :2, :2] = 1.0  # top-left quarter
     u = transfer_masks(plan, masks, (2, 2))
-    # pooled 2x2 masks, clamped to [0.1, 0.9], averaged over the objects
-    fg = torch.tensor([[0.9, (0.9 + 0.1) / 2], [0.1, 0.1]])
-    torch.testing.assert_close(u[1], fg)
-    torch.testing.assert_close(u[0], 1 - fg)
+    assert u.shape == (2, 4, 4)  # on the mask grid, as the release
+    # an identity plan upsampled: each mask pixel reads the clamped masks
+    # around its own position (rows keep sum 1, so fg + bg = 1 ungated)
+    torch.testing.assert_close(
+        u[0] + u[1], torch.ones(4, 4), atol=1e-3, rtol=0)
+    # foreground above, fading downwards and, for object 1, to the right
+    assert (u[1, 0] > u[1, 3]).all() and u[1, 0, 0] > u[1, 0, 3]
+    assert u[1, 0, 0] > 0.5 > u[1, 3, 3]
+
+
+def _release_superres(t, feat, size):
+    """``DiscoBoxSOLOv2Head.superres_T`` of the release (bilinear, then
+    trilinear with the object axis kept)."""
+    t = t.reshape(-1, feat * feat, feat, feat)
+    t = torch.nn.functional.interpolate(
+        t, (size, size), mode='bilinear', align_corners=False)
+    t = t.reshape(-1, 1, feat, feat, size * size)
+    t = torch.nn.functional.interpolate(
+        t, (size, size, size * size), mode='trilinear', align_corners=False)
+    return t.reshape(-1, size * size, size * size) * (feat * feat / size**2)
+
+
+def test_transfer_masks_is_the_release_gated_transfer():
+    """``T <- normalise(T softmax(C_u))``, upsampled to the mask grid, gated
+    by ``[m_q m_k > 0.5]`` / ``[(1 - m_q)(1 - m_k) > 0.5]`` (the release's
+    fg_mask / bg_mask outer products) against clamped object masks."""
+    torch.manual_seed(0)
+    feat, size, k = 3, 6, 2
+    scores = torch.rand(k, feat * feat, feat * feat)
+    cost = torch.rand(k, feat * feat, feat * feat)
+    q = torch.rand(size, size)
+    m = torch.rand(k, size, size)
+    got = transfer_masks(scores, m, (feat, feat), cost, q)
+    t = scores * cost.softmax(2)
+    t = t / (t.sum(2, keepdim=True) + 1e-5)
+    t = _release_superres(t, feat, size)
+    fg_mask = q.reshape(1, -1, 1) * m.reshape(k, 1, -1)
+    bg_mask = (1 - q).reshape(1, -1, 1) * (1 - m).reshape(k, 1, -1)
+    fg = torch.matmul(t * (fg_mask > 0.5).float(),
+                      m.clamp(0.1, 0.9).reshape(k, -1, 1)).mean(0)
+    bg = torch.matmul(t * (bg_mask > 0.5).float(),
+                      (1 - m).clamp(0.1, 0.9).reshape(k, -1, 1)).mean(0)
+    torch.testing.assert_close(got[1], fg.reshape(size, size))
+    torch.testing.assert_close(got[0], bg.reshape(size, size))
+    # the gate matters: without the query mask the evidence differs
+    assert not torch.allclose(
+        transfer_masks(scores, m, (feat, feat), cost), got)
 
 
 def test_dense_contrastive_loss_by_hand():
     cost = torch.tensor([[[0.9, 0.1, 0.0], [0.2, 0.8, 0.3]]],
                         requires_grad=True)
     plan = torch.tensor([[[0.1, 0.7, 0.2], [0.0, 0.1, 0.9]]])
-    loss = DenseContrastiveLoss(temperature=0.5, loss_weight=2.0)(cost, plan)
+    loss = DenseContrastiveLoss(
+        temperature=0.5, release_double_softmax=False, loss_weight=2.0)(cost,
+                                                                        plan)
     # targets 1 and 2
     row0 = -(0.1 / 0.5) + math.log(
         sum(math.exp(v / 0.5) for v in (0.9, 0.1, 0.0)))
@@ -166,11 +271,36 @@ def test_dense_contrastive_loss_by_hand():
     p = torch.softmax(torch.tensor([0.9, 0.1, 0.0]) / 0.5, 0)
     want = 2.0 / 2 * (p[1] - 1) / 0.5
     assert math.isclose(cost.grad[0, 0, 1].item(), want.item(), rel_tol=1e-5)
-    # the release's double softmax: softmax probabilities as logits
-    release = DenseContrastiveLoss(release_double_softmax=True)(cost.detach(),
-                                                                plan)
-    probs = torch.softmax(cost.detach()[0], 1)
-    want = torch.nn.functional.cross_entropy(probs, torch.tensor([1, 2]))
-    assert math.isclose(release.item(), want.item(), rel_tol=1e-6)
     with pytest.raises(ValueError, match='temperature'):
         DenseContrastiveLoss(temperature=0)
+
+
+def test_dense_contrastive_loss_default_is_the_release_double_softmax():
+    """The release: ``CrossEntropyLoss()(softmax(C_u, 2), argmax_2 T)``,
+    weight 1. On 7 x 7 RoIs (49 candidates) its gradient is ~1/49 of the
+    paper's single-softmax InfoNCE's."""
+    cost = torch.tensor([[[0.9, 0.1, 0.0], [0.2, 0.8, 0.3]]])
+    plan = torch.tensor([[[0.1, 0.7, 0.2], [0.0, 0.1, 0.9]]])
+    loss = DenseContrastiveLoss()
+    assert loss.release_double_softmax and loss.loss_weight == 1.0
+    # by hand: row 0, target 1, logits softmax([0.9, 0.1, 0.0])
+    p0 = [math.exp(v) for v in (0.9, 0.1, 0.0)]
+    p0 = [v / sum(p0) for v in p0]
+    p1 = [math.exp(v) for v in (0.2, 0.8, 0.3)]
+    p1 = [v / sum(p1) for v in p1]
+    row0 = -p0[1] + math.log(sum(math.exp(v) for v in p0))
+    row1 = -p1[2] + math.log(sum(math.exp(v) for v in p1))
+    assert math.isclose(
+        loss(cost, plan).item(), (row0 + row1) / 2, rel_tol=1e-6)
+    # gradient ratio on a 49-pixel RoI pair
+    torch.manual_seed(0)
+    feats = relu_l2_normalise(torch.randn(2, 16, 7, 7))
+    c = cost_volume(feats[0], feats[1:]).requires_grad_()
+    target = solve_correspondence(c.detach(), (7, 7))
+    grads = []
+    for double in (True, False):
+        c.grad = None
+        DenseContrastiveLoss(release_double_softmax=double)(c,
+                                                            target).backward()
+        grads.append(c.grad.norm().item())
+    assert 30 < grads[1] / grads[0] < 70

@@ -488,3 +488,109 @@ def test_pseudo_masks_follow_the_gate():
     assert len(recs) == 2 and not any(r['valid'].any() for r in recs)
     assert recs[0]['masks'].shape == (1, 16, 16)
     assert PseudoMaskQualityHook.score(recs) is None
+
+
+# -- release fidelity of the correspondence branch ---------------------------
+def test_query_level_is_nearest_in_ratio():
+    """Release ``best_target_single``: ``mid / size``, inverted below 1,
+    argmin (log-scale distance to ``sqrt(lo * hi)``), not ``|size -
+    mid|``."""
+    head = MODELS.build(toy_model_cfg().mask_head)
+    # toy mids sqrt(1 * 24) = 4.9 and sqrt(12 * 48) = 24: a 12-px box is
+    # 2.45x the first, 2x below the second (linear: 7.1 vs 12 -> level 0)
+    t = head.box_targets_single(gt([[20, 20, 32, 32]], [0]), (16, 16))
+    assert t['best_level'].tolist() == [1]
+    coco = MODELS.build(
+        dict(
+            toy_model_cfg().mask_head,
+            scale_ranges=((1, 96), (48, 192), (96, 384), (192, 768), (384,
+                                                                      2048))))
+    sizes = torch.linspace(2, 1500, 300)
+    boxes = torch.stack(
+        [torch.zeros_like(sizes),
+         torch.zeros_like(sizes), sizes, sizes], 1)
+    inst = InstanceData(
+        bboxes=boxes,
+        labels=torch.zeros(len(sizes), dtype=torch.long),
+        box_masks=torch.ones(len(sizes), 4, 4, dtype=torch.bool))
+    got = coco.box_targets_single(inst, (4, 4))['best_level']
+    mids = torch.tensor([(lo * hi)**0.5 for lo, hi in coco.scale_ranges])
+    diffs = mids[None] / (sizes[:, None] + 1e-6)
+    diffs[diffs < 1] = 1 / (diffs[diffs < 1] + 1e-6)
+    assert torch.equal(got, diffs.argmin(1))
+
+
+def _teacher_from_student(model):
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    with torch.no_grad():
+        for name, buf in model.teacher.named_buffers():
+            buf.copy_(state[name])
+
+
+@pytest.mark.parametrize('solve_on', ['student', 'teacher'])
+def test_correspondence_is_solved_on_the_student(solve_on):
+    """Release ``solve(qobj, kobjs, roi_s_feat)``: ``L_nce``'s targets come
+    from the student's own cost volume, so the teacher's features do not
+    change it; ``solve_on='teacher'`` (the paper's text) they do."""
+    got = []
+    for same in (False, True):
+        cfg = toy_model_cfg()
+        cfg.mask_head.correspondence = dict(
+            solve_on=solve_on, bank_push='after_losses')
+        model = build(cfg)
+        if same:
+            _teacher_from_student(model)
+        torch.manual_seed(1)
+        model.memory_bank.push(
+            torch.tensor([0, 0]), torch.rand(2, 128, 7, 7),
+            torch.rand(2, 28, 28), torch.tensor([[0, 0, 30, 30.]] * 2))
+        losses = model(**toy_batch(model), mode='loss')
+        assert losses['corr_queries'] == 2
+        got.append(losses['loss_corr'].item())
+    assert (got[0] == got[1]) == (solve_on == 'student')
+
+
+def test_cross_image_consistency_covers_every_query():
+    """Release ``corr_loss``: mean-field with the cross-image unary runs for
+    every instance (zero unary without partners) and the dice is averaged
+    over all of them, so ``loss_ts_corr`` is on with an empty bank."""
+    model = build(toy_model_cfg())
+    model.mask_head.corr_cfg['min_retrieval'] = 5
+    losses = model(**toy_batch(model), mode='loss')
+    assert losses['corr_queries'] == 0
+    assert losses['loss_ts_corr'] > 0.1
+
+
+def test_bank_push_is_interleaved_with_retrieval():
+    """Release: each query's teacher RoI enters the bank right after its
+    own retrieval, so the third instance (class 0) finds the first;
+    ``bank_push='after_losses'`` (paper) finds nothing in an empty
+    bank."""
+    for push, want in (('interleaved', 1), ('after_losses', 0)):
+        cfg = toy_model_cfg()
+        cfg.mask_head.correspondence = dict(bank_push=push)
+        model = build(cfg)
+        losses = model(**toy_batch(model), mode='loss')
+        assert losses['corr_queries'] == want
+        assert len(model.memory_bank) == 3
+
+
+def test_cross_image_term_scales_the_gradient_not_the_value():
+    """Release: ``s * 0.01 + s.detach() * 0.99`` into the dice."""
+    head = MODELS.build(toy_model_cfg().mask_head)
+    torch.manual_seed(0)
+    logits = torch.randn(2, 8, 8, requires_grad=True)
+    boxes = torch.zeros(2, 8, 8, dtype=torch.bool)
+    boxes[:, 2:6, 1:7] = True
+    pairwise = torch.rand(2, 9, 8, 8)
+    teacher = torch.rand(2, 8, 8)
+    out = []
+    for scale in (1.0, 0.01):
+        logits.grad = None
+        loss = head.consistency_loss(
+            logits.sigmoid(), teacher, boxes, pairwise, grad_scale=scale)
+        loss.backward()
+        out.append((loss.item(), logits.grad.clone()))
+    assert math.isclose(out[0][0], out[1][0], rel_tol=1e-6)
+    torch.testing.assert_close(out[1][1], out[0][1] * 0.01)
+    assert head.corr_cfg['ts_weight'] == 0.01

@@ -93,3 +93,49 @@ def test_cross_image_unary_breaks_a_tie():
     unary[:, 1] = 1.0
     q = mean_field(probs, kernels, box, cross_unary=unary, cross_weight=1.0)
     assert torch.equal(q > 0.5, box)
+
+
+def _release_mean_field(img, x, targets, iiu=None, iters=10, base=0.1):
+    """The release's ``MeanField`` (``alpha0`` 2, ``theta0`` 0.5,
+    ``theta1`` 30, 3 x 3 ``unfold``, colours + 10, ``f + 1e-6``)."""
+    unfold = torch.nn.Unfold(3, stride=1, padding=1)
+    fmap = img + 10
+    n_img, _, h, w = fmap.shape
+    spatial = torch.tensor([(i // 3 - 1)**2 + (i % 3 - 1)**2
+                            for i in range(9)]).float()
+    diff = unfold(fmap).view(1, 3, 9, -1) - fmap.view(1, 3, 1, -1)
+    kernel = 2.0 * torch.exp(-(diff**2).sum(1) /
+                             (2 * 0.25) - spatial.view(1, -1, 1) / (2 * 900.0))
+    x = x * targets
+    x = (x > 0.5).float() * (1 - 2 * base) + base
+    q = torch.cat([1 - x, x], 1)  # [N, 2, H, W]
+    for _ in range(iters):
+        nll = unfold(-torch.log(q).view(-1, 1, h, w)).view(-1, 2, 9, h * w)
+        f = torch.exp(-(nll * kernel[:, None]).sum(2)).view(-1, 2, h, w)
+        if iiu is not None:
+            f = f + iiu * 0.01
+        f[:, 1:] *= targets
+        f = f + 1e-6
+        f = f / f.sum(1, keepdim=True)
+        q = (f > 0.5).float() * (1 - 2 * base) + base
+    return q[:, 1] > 0.5
+
+
+def test_labels_equal_the_release_mean_field():
+    """The log-space normalisation gives the release's labels exactly: its
+    ``+ 1e-6`` is added to both classes, so the decision is ``f_fg >
+    f_bg``."""
+    torch.manual_seed(0)
+    img = torch.randn(1, 3, 14, 16)
+    box = torch.zeros(3, 1, 14, 16)
+    box[0, :, 2:10, 3:12] = 1
+    box[1, :, 0:14, 5:16] = 1
+    box[2, :, 4:9, 1:6] = 1
+    probs = torch.rand(3, 1, 14, 16)
+    iiu = torch.rand(3, 2, 14, 16)
+    kernels = contrast_sensitive_kernel(img).expand(3, -1, -1, -1)
+    for unary in (None, iiu):
+        want = _release_mean_field(img, probs, box, unary)
+        got = mean_field(
+            probs[:, 0], kernels, box[:, 0].bool(), cross_unary=unary) > 0.5
+        assert torch.equal(got, want)

@@ -33,7 +33,7 @@ def loose_bank(**kw):
     args = dict(
         num_classes=3,
         length=3,
-        min_size=32,
+        min_size=31,
         fg_iou_thresh=0.7,
         bg_iou_thresh=0.7,
         appear_thresh=0.7,
@@ -45,7 +45,7 @@ def loose_bank(**kw):
 
 def test_push_rule_and_fifo_per_class():
     bank = loose_bank()
-    small = obj(box=(0, 0, 40, 31))  # 31 px high: not pushed
+    small = obj(box=(0, 0, 40, 31))  # 31 px high, not above 31: not pushed
     assert push(bank, 0, obj(1), small) == 1
     assert bank.class_size(0) == 1 and len(bank) == 1
     for seed in range(2, 6):
@@ -87,6 +87,42 @@ def test_each_retrieval_rule_excludes():
     assert bank.qualifying(1, mask, feat, box).tolist()[3]
     # nothing in another class
     assert bank.retrieve(0, mask, feat, box) is None
+
+
+def test_release_iou_and_push_rule():
+    """The release's ObjectQueues: fg IoU ``sum(A B) / #(A + B >= 1)``, bg
+    IoU ``sum((1-A)(1-B)) / #(2 - A - B >= 1)`` (not the soft ``sum min /
+    sum max``), and boxes pushed when both sides exceed 128 px (stride-4
+    sides > 32)."""
+    bank = ObjectMemoryBank(num_classes=2)
+    assert bank.iou == 'release' and bank.min_size == 128
+    a = torch.tensor([[1.0, 0.5, 0.0, 0.0]])
+    b = torch.tensor([[1.0, 1.0, 0.5, 0.0]])
+    # fg: (1 + 0.5) / 2 pixels with A + B >= 1; bg: (0.5 + 1) / 2
+    torch.testing.assert_close(bank.mask_iou(a, b), torch.tensor([0.75]))
+    torch.testing.assert_close(
+        bank.mask_iou(1 - a, 1 - b), torch.tensor([0.75]))
+    soft = ObjectMemoryBank(num_classes=2, iou='soft')
+    torch.testing.assert_close(soft.mask_iou(a, b), torch.tensor([0.6]))
+    # in retrieval: the release's 0.75 passes 0.7, the soft 0.6 does not
+    feat, _, box = obj(0, box=(0, 0, 200, 200))
+    # the columns of a and b above, then background
+    q = torch.zeros(M, M)
+    q[:, 0], q[:, 1] = 1.0, 0.5
+    k = torch.zeros(M, M)
+    k[:, 0], k[:, 1], k[:, 2] = 1.0, 1.0, 0.5
+    for b_, want in ((bank, True), (soft, False)):
+        b_.push(torch.tensor([1]), feat[None], k[None], box[None])
+        assert b_.qualifying(1, q, feat, box).tolist() == [want]
+    with pytest.raises(ValueError, match='iou'):
+        ObjectMemoryBank(num_classes=2, iou='hard')
+    # push rule: sides > 128 px
+    bank = ObjectMemoryBank(num_classes=1)
+    boxes = torch.tensor([[0, 0, 132, 132], [0, 0, 128, 300],
+                          [0, 0, 300, 128.]])
+    assert bank.push(
+        torch.zeros(3, dtype=torch.long), feat[None].repeat(3, 1, 1, 1),
+        k[None].repeat(3, 1, 1), boxes) == 1
 
 
 def test_first_and_random_retrieval():

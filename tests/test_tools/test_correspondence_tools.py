@@ -79,3 +79,51 @@ def test_transfer_keypoints_tool(model_and_pairs, tmp_path, capsys):
     assert result['scores'] == sorted(result['scores'], reverse=True)
     with pytest.raises(SystemExit):
         tool.parse_args([CFG, ckpt, a, b, '--keypoints', '10;20'])
+
+
+def test_voc_training_excludes_pf_pascal_images(tmp_path):
+    """Release tools/get_voctraining_excluding_pfpascaltesting.py: drop
+    every COCO image (and its annotations) whose file name is a source or
+    target of a pair list; here the validation and test lists."""
+    from mmengine.config import Config
+    coco = dict(
+        images=[
+            dict(id=1, file_name='2008_000001.jpg'),
+            dict(id=2, file_name='2008_000002.jpg'),
+            dict(id=3, file_name='sub/2009_000003.jpg'),
+            dict(id=4, file_name='2010_000004.jpg')
+        ],
+        annotations=[
+            dict(id=10, image_id=1),
+            dict(id=11, image_id=2),
+            dict(id=12, image_id=2),
+            dict(id=13, image_id=3),
+            dict(id=14, image_id=4)
+        ],
+        categories=[dict(id=1, name='aeroplane')])
+    header = 'source_image,target_image,class,XA,YA,XB,YB\n'
+    val = tmp_path / 'val_pairs.csv'
+    val.write_text(header + 'PF-dataset-PASCAL/JPEGImages/2008_000002.jpg,'
+                   'PF-dataset-PASCAL/JPEGImages/2009_000003.jpg,1,1,1,1,1\n')
+    test = tmp_path / 'test_pairs.csv'
+    test.write_text(header + 'JPEGImages/2010_000004.jpg,'
+                    'JPEGImages/2011_999999.jpg,1,1,1,1,1\n')
+    src = tmp_path / 'voc.json'
+    src.write_text(json.dumps(coco))
+    out = tmp_path / 'out.json'
+    tool = load_tool('tools/misc/exclude_pf_pascal_images.py',
+                     'exclude_pf_pascal_images')
+    removed = tool.main([str(src), str(val), str(test), '--out', str(out)])
+    assert removed == 3
+    got = json.loads(out.read_text())
+    assert [im['id'] for im in got['images']] == [1]
+    assert [a['id'] for a in got['annotations']] == [10]
+    assert got['categories'] == coco['categories']
+    # the PF-PASCAL config trains on the tool's output
+    cfg = Config.fromfile(
+        osp.join(REPO,
+                 'configs/discobox/discobox_solov2_r50_fpn_pf-pascal.py'))
+    assert cfg.train_dataloader.dataset.ann_file == \
+        'annotations/voc_2012_train_aug_excluding_pfpascal.json'
+    assert 'voc_2012_train_aug_excluding_pfpascal.json' in tool.__doc__
+    assert cfg.test_dataloader.dataset.type == 'PFPascalPairDataset'

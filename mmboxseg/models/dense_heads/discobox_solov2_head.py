@@ -30,7 +30,11 @@ CORRESPONDENCE_DEFAULTS = dict(
     mask_size=28,
     min_retrieval=5,
     cross_weight=0.01,
-    ts_weight=0.01)
+    ts_weight=0.01,
+    solve_on='student',
+    bank_push='interleaved')
+SOLVE_ON = ('student', 'teacher')
+BANK_PUSH = ('interleaved', 'after_losses')
 
 
 def _merge(defaults: dict, given: Optional[dict], what: str) -> dict:
@@ -64,19 +68,25 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
       student) / 2`` inside the box gives the teacher's label ``x``;
       ``dice(s * maxpool3x3(box), x)`` per positive, averaged (release:
       dice, the paper writes a cross-entropy).
-    - **Correspondence** (Secs. 3.2-3.3, 3.6): one query per instance at
-      its best cell (the level whose ``sqrt(lo * hi)`` is nearest the box
-      size, centre cell). RoI features (``feat_size``, ReLU + L2) of the
-      student's and teacher's finest FPN level and 28 x 28 RoI masks;
-      partners retrieved from :attr:`memory_bank`; with at least
-      ``min_retrieval`` of them the teacher's cost volume is solved
-      (:func:`~mmboxseg.models.utils.solve_correspondence`), the dense
-      contrastive loss ``L_nce`` (``loss_corr``) is applied to the
-      student's cost volume, the partners' masks are transferred into a
-      cross-image unary and mean-field is rerun with it; its label
-      supervises the student's mask with weight ``ts_weight`` (the
-      release scales this gradient by 0.01) as ``loss_ts_corr``. Then the
-      teacher's RoIs are pushed into the bank.
+    - **Correspondence** (Secs. 3.2-3.3, 3.6; release ``corr_loss``): one
+      query per instance at its best cell (release ``best_target_single``:
+      the level whose ``sqrt(lo * hi)`` is nearest the box size ``sqrt(w
+      h)`` in ratio, ``max(mid / size, size / mid)``, centre cell). RoIs
+      are the extents of the stride-4 box masks; RoI features
+      (``feat_size``, ReLU + L2) of the student's and teacher's finest FPN
+      level and 28 x 28 RoI masks; partners retrieved from
+      :attr:`memory_bank` with the student's RoI; with at least
+      ``min_retrieval`` of them the correspondence is solved
+      (:func:`~mmboxseg.models.utils.solve_correspondence`) on the
+      student's detached cost volume (``solve_on='student'``, release; the
+      paper's text: the teacher's), the dense contrastive loss ``L_nce``
+      (``loss_corr``) is applied to the student's cost volume, and the
+      partners' masks are transferred into a cross-image unary. Mean-field
+      is rerun with it for every query (zero unary without partners); its
+      label supervises the student's mask as ``loss_ts_corr``, averaged
+      over all queries, with its gradient scaled by ``ts_weight`` (0.01,
+      release). The teacher's RoIs go into the bank (see
+      :meth:`correspondence_losses` for the order).
 
     Which of these run is decided by the detector's gates
     (:class:`~mmboxseg.models.detectors.DiscoBox`).
@@ -98,7 +108,12 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             release's, or ``'sinkhorn'``, the paper's), ``num_iters`` 10,
             ``window`` 9, ``smooth_size`` 3, ``eps`` 0.05, ``gamma`` 1,
             ``feat_size`` 7, ``mask_size`` 28, ``min_retrieval`` 5,
-            ``cross_weight`` 0.01, ``ts_weight`` 0.01.
+            ``cross_weight`` 0.01 (weight of the cross-image unary in
+            mean-field), ``ts_weight`` 0.01 (gradient scale of
+            ``loss_ts_corr``), ``solve_on`` (``'student'``, release, or
+            ``'teacher'``), ``bank_push`` (``'interleaved'``, release, or
+            ``'after_losses'``, paper). All release values
+            (``configs/discobox/discobox_solov2_r50_fpn_3x.py``).
         loss_corr (dict): :class:`DenseContrastiveLoss` config.
         **kwargs: :class:`mmdet.models.dense_heads.SOLOV2Head` arguments;
             ``loss_mask`` is the MIL loss.
@@ -120,6 +135,11 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
                                      'mean_field')
         self.corr_cfg = _merge(CORRESPONDENCE_DEFAULTS, correspondence,
                                'correspondence')
+        for key, allowed in (('solve_on', SOLVE_ON), ('bank_push', BANK_PUSH)):
+            if self.corr_cfg[key] not in allowed:
+                raise ValueError(f'DiscoBoxSOLOv2Head: correspondence.{key} '
+                                 f'must be one of {allowed}, got '
+                                 f'{self.corr_cfg[key]!r}')
         self.ts_loss_weight = ts_loss_weight
         self.loss_corr = MODELS.build(loss_corr)
         # set by MemoryBankHook; per rank (see ObjectMemoryBank)
@@ -197,9 +217,12 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             winner.scatter_reduce_(0, cells, gt_of, reduce='amax')
             level_labels.append(labels_or_bg[torch.where(
                 winner >= 0, winner, torch.full_like(winner, len(labels)))])
+        # the release's best_target_single: the level whose sqrt(lo * hi)
+        # is nearest in ratio, max(mid / size, size / mid), i.e. in log scale
         means = torch.tensor([(lo * hi)**0.5 for lo, hi in self.scale_ranges],
                              device=device)
-        best_level = (sizes[:, None] - means[None]).abs().argmin(dim=1)
+        ratio = means[None] / (sizes[:, None] + 1e-6)
+        best_level = torch.maximum(ratio, 1 / ratio).argmin(dim=1)
         best_cell = torch.stack(
             centres, dim=1).gather(
                 1, best_level[:, None])[:, 0] if len(boxes) else best_level
@@ -378,7 +401,7 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             boxes: Tensor,
             pairwise: Tensor,
             cross_unary: Optional[Tensor] = None,
-            weight: Optional[float] = None,
+            grad_scale: float = 1.0,
             return_labels: bool = False
     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """``L_con``: dice of the student against the structured
@@ -390,7 +413,9 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             boxes (Tensor): ``[n, H, W]`` bool box masks.
             pairwise (Tensor): ``[n, k*k, H, W]`` mean-field weights.
             cross_unary (Tensor, optional): ``[n, 2, H, W]``.
-            weight (float, optional): Defaults to ``ts_loss_weight``.
+            grad_scale (float): Scale of the gradient, not of the value
+                (the release's ``s * gamma + s.detach() * (1 - gamma)``
+                for the cross-image term, ``gamma`` 0.01).
             return_labels (bool): Also return the labels ``[n, H, W]``
                 (bool, mean-field marginal ``> 0.5``).
         """
@@ -404,12 +429,13 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             cross_unary=cross_unary,
             cross_weight=self.corr_cfg['cross_weight']) > 0.5
         near_box = F.max_pool2d(boxes[:, None].float(), 3, 1, 1)[:, 0]
+        if grad_scale != 1.0:
+            probs = probs * grad_scale + probs.detach() * (1 - grad_scale)
         dice = projection_dice(
             (probs * near_box).flatten(1),
             labels.flatten(1).float(),
             eps=0.002)
-        weight = self.ts_loss_weight if weight is None else weight
-        loss = dice.mean() * weight
+        loss = dice.mean() * self.ts_loss_weight
         return (loss, labels) if return_labels else loss
 
     @torch.no_grad()
@@ -468,8 +494,37 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
                               pairwise: Tensor,
                               with_mean_field: bool = True) -> dict:
         """``L_nce`` and (``with_mean_field``) the cross-image ``L_con``
-        of one query per instance (see the class docstring), then the bank
-        update."""
+        of one query per instance, with the bank updates (the release's
+        ``corr_loss``).
+
+        Every instance with a non-empty box mask is a query at its best
+        cell. Its RoI is the extent of its stride-4 box mask (release:
+        ``min..max + 1`` of the target's pixels), on the student's and the
+        teacher's finest FPN level (``feat_size`` x ``feat_size``, ReLU +
+        L2) and on both mask probability maps (``mask_size``). Per query
+        (``[K, P, P]`` cost volumes, ``P = feat_size^2``):
+
+        - partners: :meth:`ObjectMemoryBank.retrieve` with the student's
+          RoI mask and features; at least ``min_retrieval`` of them;
+        - correspondence: ``solve_on='student'`` (release: ``solve(qobj,
+          kobjs, roi_s_feat)``) solves the student's detached cost volume
+          ``C_u`` against the partners' (teacher) features; ``'teacher'``
+          (the paper's "T inferred from teacher", Sec. 3.4) solves the
+          teacher's;
+        - ``L_nce`` on the student's ``C_u`` (``loss_corr``), averaged over
+          queries;
+        - cross-image unary (:func:`transfer_masks`, gated by the student's
+          RoI mask) pasted onto the query's box.
+
+        ``bank_push='interleaved'`` (release) pushes each query's teacher
+        RoI right after its retrieval, so later queries of the same step
+        can retrieve it; ``'after_losses'`` pushes them all at the end (the
+        paper, Sec. 3.6 / Appendix C.3). ``loss_ts_corr``: mean-field with
+        the cross-image unary (zero for queries without partners) over
+        **all** queries, dice averaged over them, times ``ts_loss_weight``;
+        its gradient (not its value) is scaled by ``ts_weight`` (release:
+        ``s * 0.01 + s.detach() * 0.99``).
+        """
         cfg = self.corr_cfg
         bank = self.memory_bank
         if bank is None:
@@ -486,14 +541,14 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
         levels = torch.cat([t['best_level'] for t in targets])[valid]
         cells = torch.cat([t['best_cell'] for t in targets])[valid]
         img_inds = img_inds[valid]
-        boxes = torch.cat(
-            [get_box_tensor(gt.bboxes) for gt in batch_gt_instances])[valid]
         labels = torch.cat([gt.labels for gt in batch_gt_instances])[valid]
         box_masks = torch.cat([gt.box_masks
                                for gt in batch_gt_instances])[valid].bool()
-        if not len(boxes):
+        if not len(box_masks):
             return dict(
                 loss_corr=zero, loss_ts_corr=zero, corr_queries=zero.detach())
+        # input-pixel boxes of the stride-4 box masks' extents
+        boxes = masks_to_boxes(box_masks) * self.mask_stride
 
         probs = self.dynamic_masks(
             self.gather_kernels(mlvl_kernel_preds, img_inds, levels, cells),
@@ -526,52 +581,54 @@ class DiscoBoxSOLOv2Head(SOLOV2Head):
             t_masks = roi_align(t_probs[:, None], own, (msize, msize), scale,
                                 0, 'avg', True)[:, 0]
 
-        nce, queries = [], []
+        interleaved = cfg['bank_push'] == 'interleaved'
+        nce, num_queries = [], 0
         cross = probs.new_zeros(len(boxes), 2, *probs.shape[-2:])
         for q in range(len(boxes)):
             keys = bank.retrieve(
                 int(labels[q]), q_masks[q], feats[q].detach(), boxes[q])
-            if keys is None or len(keys['boxes']) < cfg['min_retrieval']:
-                continue
-            with torch.no_grad():
-                t_cost = cost_volume(t_feats[q], keys['feats'])
-                plan = solve_correspondence(
-                    t_cost, (size, size),
-                    method=cfg['method'],
-                    num_iters=cfg['num_iters'],
-                    window=cfg['window'],
-                    smooth_size=cfg['smooth_size'],
-                    query_mask=F.adaptive_avg_pool2d(t_masks[q][None],
-                                                     size)[0],
-                    key_masks=F.adaptive_avg_pool2d(keys['masks'], size),
-                    eps=cfg['eps'],
-                    gamma=cfg['gamma'])
-                if with_mean_field:
-                    self._paste(
-                        cross[q],
-                        transfer_masks(plan, keys['masks'], (size, size),
-                                       t_cost), boxes[q])
-            nce.append(
-                self.loss_corr(cost_volume(feats[q], keys['feats']), plan))
-            queries.append(q)
+            if keys is not None and len(keys['boxes']) >= cfg['min_retrieval']:
+                s_cost = cost_volume(feats[q], keys['feats'])
+                with torch.no_grad():
+                    cost = s_cost.detach() if cfg['solve_on'] == 'student' \
+                        else cost_volume(t_feats[q], keys['feats'])
+                    plan = solve_correspondence(
+                        cost, (size, size),
+                        method=cfg['method'],
+                        num_iters=cfg['num_iters'],
+                        window=cfg['window'],
+                        smooth_size=cfg['smooth_size'],
+                        query_mask=F.adaptive_avg_pool2d(
+                            q_masks[q][None], size)[0],
+                        key_masks=F.adaptive_avg_pool2d(keys['masks'], size),
+                        eps=cfg['eps'],
+                        gamma=cfg['gamma'])
+                    if with_mean_field:
+                        self._paste(
+                            cross[q],
+                            transfer_masks(plan, keys['masks'], (size, size),
+                                           cost, q_masks[q]), boxes[q])
+                nce.append(self.loss_corr(s_cost, plan))
+                num_queries += 1
+            if interleaved:
+                bank.push(labels[q:q + 1], t_feats[q:q + 1], t_masks[q:q + 1],
+                          boxes[q:q + 1])
 
-        out = dict(corr_queries=zero.detach() + len(queries))
-        out['loss_ts_corr'] = zero
-        if queries:
-            sel = torch.tensor(queries, device=boxes.device)
-            out['loss_corr'] = torch.stack(nce).mean()
-        if queries and with_mean_field:
+        out = dict(
+            corr_queries=zero.detach() + num_queries,
+            loss_corr=torch.stack(nce).mean() if nce else zero,
+            loss_ts_corr=zero)
+        if with_mean_field:
             out['loss_ts_corr'] = self.consistency_loss(
-                probs[sel],
-                t_probs[sel],
-                box_masks[sel],
-                pairwise[img_inds[sel]],
-                cross_unary=cross[sel],
-                weight=cfg['ts_weight'])
-        if not queries:
-            out['loss_corr'] = zero
-        # Appendix C.3: the teacher's RoIs, pushed after the losses
-        bank.push(labels, t_feats, t_masks, boxes)
+                probs,
+                t_probs,
+                box_masks,
+                pairwise[img_inds],
+                cross_unary=cross,
+                grad_scale=cfg['ts_weight'])
+        if not interleaved:
+            # Sec. 3.6: the teacher's RoIs, pushed after the losses
+            bank.push(labels, t_feats, t_masks, boxes)
         return out
 
     def _paste(self, canvas: Tensor, unary: Tensor, box: Tensor) -> None:

@@ -26,7 +26,7 @@ GATE_DEFAULTS = dict(
     running_init=2.0,
     ts_start_iter=0,
     corr_start_iter=0,
-    teacher_start_iter=13000)
+    teacher_start_iter=13002)
 PAIR_KEYS = ('src_keypoints', 'trg_keypoints', 'src_bbox', 'trg_bbox',
              'pair_width')
 
@@ -40,11 +40,13 @@ class DiscoBox(EMATeacherMixin, SOLOv2):
     buffers (:class:`EMATeacherMixin`), updated by
     :class:`~mmboxseg.engine.hooks.EMATeacherHook` (momentum 0.999) and
     saved in checkpoints (the release keeps it outside the module tree, so
-    it is neither saved nor restored). Before ``teacher_start_iter`` the
-    release uses the student's own (detached) predictions as the
-    teacher's; so does this class, which also skips the teacher's forward
-    pass then. Set the hook's ``start_iter`` to the same value (the
-    configs share one variable).
+    it is neither saved nor restored). Before ``teacher_start_iter`` (13002:
+    the release copies the student once its counter passes 13000, in
+    0-based step 13001, and uses the teacher from step 13002,
+    ``single_stage_wsis.py``) the release uses the student's own
+    (detached) predictions as the teacher's; so does this class, which
+    also skips the teacher's forward pass then. Set the hook's
+    ``start_iter`` to the same value (the configs share one variable).
 
     **Gates.** Two ``mode`` s, decided before each step and logged as
     ``gate_ts``, ``gate_corr`` and ``gate_teacher`` with

@@ -10,36 +10,45 @@ from mmboxseg.registry import MODELS
 
 @MODELS.register_module()
 class DenseContrastiveLoss(nn.Module):
-    """Dense contrastive loss ``L_nce`` of DiscoBox (Sec. 3.4).
+    """Dense contrastive loss ``L_nce`` of DiscoBox (Sec. 3.4, the
+    equation of ``L_nce``).
 
-    For every query pixel ``i`` and retrieved object ``k``, the teacher's
+    For every query pixel ``i`` and retrieved object ``k``, the solver's
     match ``t_i = argmax_l T_k(i, l)`` is the positive and every other
-    pixel of object ``k`` a negative::
+    pixel of object ``k`` a negative (``cost``, ``plan``: ``[K, P, Q]``)::
 
         L_nce = -1/|r| sum_i log( exp(C_u(i, t_i) / tau) /
                                   sum_l exp(C_u(i, l) / tau) )
 
     averaged over query pixels (``1/|r|``) and objects. Gradients reach
-    the student's features through the cost volume ``C_u``; ``T`` is the
-    teacher's (no gradient).
+    the student's features through the cost volume ``C_u`` only; ``T``
+    (solved on the student's detached cost volume in the release, on the
+    teacher's in the paper's text) gets none.
 
-    Paper vs release: the release applies cross-entropy to
-    ``softmax(C_u)`` (a second softmax on probabilities, so its logits
-    live in ``[0, 1]``) with no temperature, sums over pixels and divides
-    by the number of instances. ``release_double_softmax=True`` computes
-    that input; the default is the paper's InfoNCE with temperature
-    ``tau`` (1.0, the release's effective value).
+    Paper vs release: the release (``discobox_solov2_head.py``,
+    ``corr_loss``: ``nce_loss(F.softmax(Cu, 2), T.argmax(2))``) applies the
+    cross-entropy to ``softmax(C_u)``, i.e. a second softmax on
+    probabilities, so its logits live in ``[0, 1]`` and, with ``P`` = 49
+    object pixels, its gradient w.r.t. ``C_u`` is about ``1 / P`` of the
+    single softmax's. That is the default (``release_double_softmax=True``,
+    no temperature); ``release_double_softmax=False`` is the paper's
+    InfoNCE with temperature ``tau``. Both average over query pixels and
+    objects here; the release averages each query's cross-entropy over its
+    ``K * P`` rows and the head averages over queries, the same.
 
     Args:
-        temperature (float): ``tau``. Defaults to 1.0.
-        release_double_softmax (bool): Feed ``softmax(C_u)`` as logits.
+        temperature (float): ``tau`` of the paper's form (ignored by the
+            release's). Defaults to 1.0.
+        release_double_softmax (bool): Feed ``softmax(C_u)`` as logits
+            (release). Defaults to True.
         loss_weight (float): ``alpha_nce`` (0.1 in the paper's SOLOv2 runs
-            and the release's R-101/X-101 configs, 1.0 in its R-50 config).
+            and the release's R-101/X-101 configs, 1.0 in its R-50 and VOC
+            configs).
     """
 
     def __init__(self,
                  temperature: float = 1.0,
-                 release_double_softmax: bool = False,
+                 release_double_softmax: bool = True,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:

@@ -58,14 +58,17 @@ def window_mask(hw: Tuple[int, int], size: int, device=None) -> Tensor:
 
 
 def pass_message(plan: Tensor, hw: Tuple[int, int], size: int = 3) -> Tensor:
-    """The release's geometric smoothing: ``V(i, k) = mean_d T(i + d,
-    k + d)`` over the ``size x size`` joint shifts ``d`` of both ends
-    (out-of-RoI pairs count as 0): a match is supported by its neighbours'
-    matches with the same offset.
+    """The release's geometric smoothing (``SemanticCorrSolver.
+    pass_message``): ``V(i, k) = sum_d T(i - d, k - d) / n(i, k)`` over
+    the ``size x size`` joint shifts ``d`` of both ends for which both
+    ``i - d`` and ``k - d`` lie in the RoI, ``n(i, k)`` their number (the
+    release's ``count``): a match is supported by its neighbours' matches
+    with the same offset, averaged over the neighbours that exist.
 
     Args:
         plan (Tensor): ``[K, P, P]``.
         hw (tuple): ``(h, w)`` of both RoIs.
+        size (int): Shift window side (the release: 3).
 
     Returns:
         Tensor: ``[K, P, P]``.
@@ -74,12 +77,16 @@ def pass_message(plan: Tensor, hw: Tuple[int, int], size: int = 3) -> Tensor:
     k = plan.shape[0]
     r = size // 2
     grid = plan.reshape(k, h, w, h, w)
-    padded = F.pad(grid, (r, r, r, r, r, r, r, r))
+    pads = (r, r, r, r, r, r, r, r)
+    padded = F.pad(grid, pads)
+    inside = F.pad(grid.new_ones(1, h, w, h, w), pads)
     out = torch.zeros_like(grid)
+    count = torch.zeros_like(grid[:1])
     for dy in range(size):
         for dx in range(size):
             out += padded[:, dy:dy + h, dx:dx + w, dy:dy + h, dx:dx + w]
-    return (out / size**2).reshape(k, h * w, h * w)
+            count += inside[:, dy:dy + h, dx:dx + w, dy:dy + h, dx:dx + w]
+    return (out / count).reshape(k, h * w, h * w)
 
 
 def mask_marginals(masks: Tensor) -> Tensor:
@@ -197,12 +204,16 @@ def solve_correspondence(cost: Tensor,
 
     - ``'message_passing'`` (the release's ``SemanticCorrSolver.solve``,
       the one it trains with): ``C = C_u * window``; ``num_iters`` times
-      ``V = pass_message(C)``, rows of ``V`` normalised, ``C = C_u + V``,
-      rows of ``C`` normalised. Returns ``C``.
-    - ``'sinkhorn'`` (the paper's iterated conditional modes): ``C^0 =
-      C_u``; ``num_iters`` times ``T = Sinkhorn(1 - C^t)`` with marginals
-      from the masks, ``C^{t+1} = C_u + C_g(T)``. Returns the last ``T``.
-      (The release defines this solver but never calls it.)
+      ``V = pass_message(C)``, rows of ``V`` normalised (``/ (sum +
+      1e-4)``), ``C = C_u + V``, rows of ``C`` normalised. As in the
+      release, the window (``dist_kernel``) masks the initial ``C`` only:
+      from the second iteration on, ``C = C_u + V`` carries the whole
+      ``C_u``. Returns ``C``.
+    - ``'sinkhorn'`` (the paper's iterated conditional modes, Sec. 3.3):
+      ``C^0 = C_u``; ``num_iters`` times ``T = Sinkhorn(1 - C^t)`` with
+      marginals from the masks, ``C^{t+1} = C_u + C_g(T)``, pairs outside
+      the window blocked throughout. Returns the last ``T``. (The release
+      defines a Sinkhorn but never calls it.)
 
     Args:
         cost (Tensor): ``[K, P, P]`` appearance cost volume ``C_u``.
@@ -231,7 +242,7 @@ def solve_correspondence(cost: Tensor,
         for _ in range(num_iters):
             votes = pass_message(scores, hw, smooth_size)
             votes = votes / (votes.sum(dim=2, keepdim=True) + 1e-4)
-            scores = unary + votes
+            scores = cost + votes
             scores = scores / (scores.sum(dim=2, keepdim=True) + 1e-4)
         return scores
     if query_mask is None or key_masks is None:
@@ -248,40 +259,67 @@ def solve_correspondence(cost: Tensor,
     return plan
 
 
+def upsample_plan(plan: Tensor, hw: Tuple[int, int], size: int) -> Tensor:
+    """The release's ``superres_T``: a ``[K, h*w, h*w]`` correspondence on
+    the RoI feature grid to ``[K, size^2, size^2]`` on the mask grid,
+    bilinear (``align_corners=False``) on the object side, then on the
+    query side, times ``h * w / size^2`` so that rows keep their sums."""
+    h, w = hw
+    k = plan.shape[0]
+    up = F.interpolate(
+        plan.reshape(k, h * w, h, w), (size, size),
+        mode='bilinear',
+        align_corners=False)
+    up = up.reshape(k, h, w, size * size).permute(0, 3, 1, 2)
+    up = F.interpolate(up, (size, size), mode='bilinear', align_corners=False)
+    up = up.reshape(k, size * size, size * size).transpose(1, 2)
+    return up * (h * w / size**2)
+
+
 def transfer_masks(scores: Tensor,
                    key_masks: Tensor,
                    hw: Tuple[int, int],
-                   cost: Optional[Tensor] = None) -> Tensor:
-    """Cross-image evidence for the query's pixels: each query pixel's
-    matches vote with the retrieved objects' masks (the unary that the
-    cross-image potential ``tau_c`` adds to mean-field).
+                   cost: Optional[Tensor] = None,
+                   query_mask: Optional[Tensor] = None) -> Tensor:
+    """Cross-image evidence for the query's pixels, the unary that the
+    cross-image potential ``tau_c`` adds to mean-field (the release's
+    ``corr_loss``; the paper's Alg. 1, line 13, sums ``T C x^s`` instead).
 
-    ``u_fg(i) = mean_k sum_l T_k(i, l) m_k(l)`` with ``T`` the scores
-    times ``softmax_l C_u(i, l)`` when ``cost`` is given (the release's
-    ``T <- normalise(T softmax(C_u))``), rows normalised, and ``m``
-    clamped to ``[0.1, 0.9]`` (release); ``u_bg`` the same with ``1 - m``.
-    Two departures from the release: it upsamples ``T`` to 28 x 28 on both
-    ends (784 x 784), here the masks are area-pooled to the RoI grid
-    instead (the same transfer with nearest, not bilinear, interpolation on
-    the object side, at 1/256 of the memory); and it also gates ``T`` by
-    a ``[fg_mask > 0.5]`` term whose definition the release's notes leave
-    open, which is not reproduced.
+    With ``M`` the mask side and ``m_q [M, M]``, ``m_k [K, M, M]`` the query
+    and object masks:
+
+    1. ``T <- T * softmax_l C_u(i, l)`` when ``cost`` is given, rows
+       normalised (``/ (sum + 1e-5)``);
+    2. ``T`` upsampled to ``[K, M^2, M^2]`` (:func:`upsample_plan`);
+    3. ``u_fg(i) = mean_k sum_l T_k(i, l) [m_q(i) m_k(l) > 0.5]
+       clamp(m_k(l), 0.1, 0.9)`` and ``u_bg(i)`` the same with ``1 - m``
+       on both sides (the release's ``fg_mask`` / ``bg_mask`` outer
+       products; without ``query_mask`` the gate is left out). Rows are
+       not renormalised after the gate, as in the release.
 
     Args:
-        scores (Tensor): ``[K, P, P]``.
+        scores (Tensor): ``[K, P, P]`` solver output, ``P = h * w``.
         key_masks (Tensor): ``[K, M, M]`` object mask probabilities.
-        hw (tuple): RoI grid ``(h, w)``.
+        hw (tuple): RoI feature grid ``(h, w)``.
         cost (Tensor, optional): ``[K, P, P]`` cost volume ``C_u``.
+        query_mask (Tensor, optional): ``[M, M]`` query mask probabilities
+            (the student's, as in the release).
 
     Returns:
-        Tensor: ``[2, h, w]`` (background, foreground) evidence.
+        Tensor: ``[2, M, M]`` (background, foreground) evidence.
     """
-    plan = scores.clamp_min(0)
+    plan = scores
     if cost is not None:
         plan = plan * cost.softmax(dim=2)
-    plan = plan / plan.sum(dim=2, keepdim=True).clamp_min(1e-12)
-    masks = F.adaptive_avg_pool2d(key_masks[:, None].float(),
-                                  hw)[:, 0].clamp(0.1, 0.9).flatten(1)
-    fg = torch.bmm(plan, masks[:, :, None])[..., 0].mean(dim=0)
-    bg = torch.bmm(plan, 1 - masks[:, :, None])[..., 0].mean(dim=0)
-    return torch.stack([bg, fg]).view(2, *hw)
+    plan = plan / (plan.sum(dim=2, keepdim=True) + 1e-5)
+    size = key_masks.shape[-1]
+    plan = upsample_plan(plan, hw, size)
+    key = key_masks.float().flatten(1)  # [K, M^2]
+    fg_plan, bg_plan = plan, plan
+    if query_mask is not None:
+        q = query_mask.float().flatten()
+        fg_plan = plan * ((q[None, :, None] * key[:, None]) > 0.5)
+        bg_plan = plan * (((1 - q)[None, :, None] * (1 - key)[:, None]) > 0.5)
+    fg = torch.bmm(fg_plan, key.clamp(0.1, 0.9)[:, :, None])[..., 0]
+    bg = torch.bmm(bg_plan, (1 - key).clamp(0.1, 0.9)[:, :, None])[..., 0]
+    return torch.stack([bg.mean(0), fg.mean(0)]).view(2, size, size)

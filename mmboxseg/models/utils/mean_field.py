@@ -102,14 +102,17 @@ def mean_field(probs: Tensor,
 
     Paper vs release: Alg. 1 adds the cross-image term ``w2 sum T C x^s``
     to the energy (inside the exponential) with quantisation 0.3 / 0.7;
-    the release adds ``gamma * iiu`` to the exponentiated factor with
-    ``gamma = 0.01`` and quantises to 0.1 / 0.9. We follow the release,
-    with one exception: the release normalises ``f / (sum_c f + 1e-6)``,
-    and with up to ``k*k`` weights of 2 the factors of a mixed
-    neighbourhood fall to ~1e-9, so that epsilon turns every such pixel to
-    background whatever the vote. We normalise in log space
-    (``q_fg = sigmoid(log f_fg - log f_bg)``), which is the exact
-    two-class normalisation.
+    the release (``MeanField.simple_forward``) adds ``gamma * iiu`` to the
+    exponentiated factor with ``gamma = 0.01`` and quantises to 0.1 / 0.9.
+    We follow the release. It normalises ``(f + 1e-6) / sum_c (f_c +
+    1e-6)``: the epsilon is added to both classes, so the label (``> 0.5``)
+    is ``f_fg > f_bg`` exactly, whatever the factors' scale (with up to
+    ``k*k`` weights of 2 they fall to ~1e-9). Here the same decision is
+    computed in log space, ``q_fg = sigmoid(log f_fg - log f_bg)``, which
+    cannot underflow; a tie is background in both. The release runs on
+    the padded batch image (padding is a colour like any other);
+    ``contrast_sensitive_kernel`` gives padding weight 0 when ``valid`` is
+    passed.
 
     Args:
         probs (Tensor): ``[N, H, W]`` initial foreground probabilities

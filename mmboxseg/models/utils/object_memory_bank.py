@@ -8,6 +8,7 @@ from torch import Tensor
 from mmboxseg.registry import TASK_UTILS
 
 RETRIEVAL_MODES = ('first', 'random')
+IOU_MODES = ('release', 'soft')
 ENTRY_KEYS = ('feats', 'masks', 'boxes')
 
 
@@ -25,19 +26,24 @@ class ObjectMemoryBank:
       RoI, quantised to ``/255`` (28 x 28);
     - ``boxes``: ``[L, 4]`` float32 boxes in input pixels.
 
-    **Push rule.** An object is pushed only when its box is at least
-    ``min_size`` input pixels wide *and* high (the paper: "except the
-    object with area < 32 x 32"; the release compares stride-4 box sizes
-    with 32, i.e. 128 px, which would keep no object of the 128-px toy
-    data: set ``min_size=128`` to reproduce it).
+    **Push rule.** An object is pushed only when its box is more than
+    ``min_size`` input pixels wide *and* high. The release compares the
+    stride-4 box sizes with 32 (``(max_x - min_x) > 32``, ``corr_loss``),
+    i.e. 128 input pixels: the default, ``min_size=128``. The paper (Sec.
+    3.6: "except the object with area < 32 x 32") is ``min_size=32``.
 
-    **Retrieval rules** (release ``ObjectQueues``), for a query with mask
-    ``m_q``, features ``f_q`` and box aspect ratio ``r_q = w / h``: an
-    entry qualifies when all of
+    **Retrieval rules** (release ``ObjectQueues.get_similar_obj``), for a
+    query with mask ``m_q``, features ``f_q`` and box aspect ratio ``r_q =
+    w / h``: an entry qualifies when all of
 
-    - soft foreground IoU ``sum min(m_q, m_k) / sum max(m_q, m_k) >
-      fg_iou_thresh`` (0.7),
-    - the same on the backgrounds ``1 - m`` ``> bg_iou_thresh`` (0.7),
+    - foreground IoU ``> fg_iou_thresh`` (0.7). ``iou='release'``
+      (``cal_fg_iou``): ``sum(m_q m_k) / #{m_q + m_k >= 1}``, the product
+      of the soft masks over the number of pixels where the two sum to at
+      least 1; ``iou='soft'``: ``sum min(m_q, m_k) / sum max(m_q, m_k)``
+      (the paper states no formula),
+    - the same on the backgrounds ``1 - m`` ``> bg_iou_thresh`` (0.7;
+      release ``cal_bg_iou``: ``sum((1 - m_q)(1 - m_k)) / #{2 - m_q - m_k
+      >= 1}``),
     - masked appearance similarity ``sum_i (f_q . f_k)(i) m_q(i) m_k(i) /
       sum_i m_q(i) m_k(i) > appear_thresh`` (0.7, masks pooled to the
       feature grid),
@@ -66,13 +72,15 @@ class ObjectMemoryBank:
     Args:
         num_classes (int): Number of classes.
         length (int): Entries per class. Defaults to 100.
-        min_size (float): Smallest pushed box side, input pixels. 32.
+        min_size (float): A pushed box's sides exceed this, input pixels.
+            Defaults to 128 (release; the paper: 32).
         fg_iou_thresh (float): Defaults to 0.7.
         bg_iou_thresh (float): Defaults to 0.7.
         appear_thresh (float): Defaults to 0.7.
         ratio_range (tuple): Defaults to (0.9, 1.2).
         max_retrieval (int): Defaults to 5.
         retrieval (str): ``'first'`` or ``'random'``.
+        iou (str): ``'release'`` or ``'soft'`` (see above).
         storage_device (str, optional): Force entries onto this device.
         seed (int): Seed of :attr:`generator`.
     """
@@ -80,13 +88,14 @@ class ObjectMemoryBank:
     def __init__(self,
                  num_classes: int,
                  length: int = 100,
-                 min_size: float = 32.0,
+                 min_size: float = 128.0,
                  fg_iou_thresh: float = 0.7,
                  bg_iou_thresh: float = 0.7,
                  appear_thresh: float = 0.7,
                  ratio_range=(0.9, 1.2),
                  max_retrieval: int = 5,
                  retrieval: str = 'first',
+                 iou: str = 'release',
                  storage_device: Optional[str] = None,
                  seed: int = 0) -> None:
         if num_classes < 1 or length < 1 or max_retrieval < 1:
@@ -96,6 +105,9 @@ class ObjectMemoryBank:
         if retrieval not in RETRIEVAL_MODES:
             raise ValueError(f'ObjectMemoryBank: retrieval must be one of '
                              f'{RETRIEVAL_MODES}, got {retrieval!r}')
+        if iou not in IOU_MODES:
+            raise ValueError(f'ObjectMemoryBank: iou must be one of '
+                             f'{IOU_MODES}, got {iou!r}')
         if len(ratio_range) != 2 or ratio_range[0] > ratio_range[1]:
             raise ValueError('ObjectMemoryBank: ratio_range must be (low, '
                              f'high), got {ratio_range}')
@@ -108,6 +120,7 @@ class ObjectMemoryBank:
         self.ratio_range = tuple(ratio_range)
         self.max_retrieval = max_retrieval
         self.retrieval = retrieval
+        self.iou = iou
         self.storage_device = storage_device
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -149,7 +162,7 @@ class ObjectMemoryBank:
                              f'{self.num_classes}), got '
                              f'{labels.min().item()}..{labels.max().item()}')
         wh = boxes[:, 2:] - boxes[:, :2]
-        keep = (wh >= self.min_size).all(dim=1)
+        keep = (wh > self.min_size).all(dim=1)
         device = self.storage_device or feats.device
         quantised = (masks.clamp(0, 1) * 255).round().to(torch.uint8)
         for label in labels[keep].unique().tolist():
@@ -191,11 +204,8 @@ class ObjectMemoryBank:
         feats = queue['feats'].to(device).float()
         boxes = queue['boxes'].to(device)
         q = query_mask.float()[None]
-        fg_iou = torch.minimum(q, masks).flatten(1).sum(1) / torch.maximum(
-            q, masks).flatten(1).sum(1).clamp_min(1e-6)
-        bg_iou = torch.minimum(
-            1 - q, 1 - masks).flatten(1).sum(1) / torch.maximum(
-                1 - q, 1 - masks).flatten(1).sum(1).clamp_min(1e-6)
+        fg_iou = self.mask_iou(q, masks)
+        bg_iou = self.mask_iou(1 - q, 1 - masks)
         grid = feats.shape[-2:]
         both = F.adaptive_avg_pool2d(q[:, None], grid)[:, 0] * \
             F.adaptive_avg_pool2d(masks[:, None], grid)[:, 0]
@@ -211,6 +221,20 @@ class ObjectMemoryBank:
         return ((fg_iou > self.fg_iou_thresh) & (bg_iou > self.bg_iou_thresh) &
                 (appear > self.appear_thresh) & (ratio >= self.ratio_range[0])
                 & (ratio <= self.ratio_range[1]))
+
+    def mask_iou(self, a: Tensor, b: Tensor) -> Tensor:
+        """``[L]`` IoU of soft masks ``a [1, M, M]`` and ``b [L, M, M]``
+        (``iou='release'``: ``sum(a b) / #{a + b >= 1}``; ``'soft'``:
+        ``sum min / sum max``). The background IoU is ``mask_iou(1 - a,
+        1 - b)``."""
+        if self.iou == 'release':
+            inter = (a * b).flatten(1).sum(1)
+            union = ((a + b) >= 1).flatten(1).sum(1).to(inter.dtype)
+        else:
+            inter = torch.minimum(a, b).flatten(1).sum(1)
+            union = torch.maximum(a, b).flatten(1).sum(1)
+        # the release divides by 0 (NaN, never qualifies) on empty unions
+        return inter / union.clamp_min(1e-6)
 
     def retrieve(self, label: int, query_mask: Tensor, query_feat: Tensor,
                  query_box: Tensor) -> Optional[Dict[str, Tensor]]:
