@@ -122,7 +122,9 @@ def test_later_pastes_occlude_earlier_ones():
     masks = [cell_mask(16, 16, 1, 11, 1, 11), cell_mask(16, 16, 1, 11, 5, 15)]
     bank = bank_with(src, [[8, 8, 39, 39], [24, 8, 55, 39]], [0, 1], masks,
                      [1.0, 1.0])
-    out = paster(bank, min_select=2)(target([[0, 0, 4, 4]]))
+    out = paster(
+        bank, min_select=2, replacement=False, occlude_pastes=True)(
+            target([[0, 0, 4, 4]]))
     pasted = out['gt_pasted']
     assert pasted.sum() == 2
     vis = out['gt_visible_masks'][pasted]
@@ -139,8 +141,42 @@ def test_later_pastes_occlude_earlier_ones():
     assert boxes[second, 2] - boxes[second, 0] == 31
 
 
-def test_importance_sampling_counts_and_weights():
+def test_pasted_masks_stay_whole_by_default():
+    """copypaste.py masks_copy_paste: only the image's own masks lose the
+    pasted pixels; the pasted masks are appended whole (they may overlap)."""
+    src = torch.zeros((3, 64, 64), dtype=torch.uint8)
+    masks = [cell_mask(16, 16, 1, 11, 1, 11), cell_mask(16, 16, 1, 11, 5, 15)]
+    bank = bank_with(src, [[8, 8, 39, 39], [24, 8, 55, 39]], [0, 1], masks,
+                     [1.0, 1.0])
+    cp = paster(bank, min_select=2, max_select=2, replacement=False)
+    assert cp.occlude_pastes is False
+    out = cp(target([[0, 0, 4, 4]]))
+    vis = out['gt_visible_masks'][out['gt_pasted']]
+    assert vis.flatten(1).sum(dim=1).tolist() == [32 * 32, 32 * 32]
+    assert (vis[0] & vis[1]).sum() == 16 * 32
+
+
+def test_release_sampling_with_replacement():
+    """copypaste.py: random.choices(range(K), weights=score**3, k=n) with
+    n = clamp(int(0.5 K), 1, 3): with replacement, not capped by the
+    number of non-zero weights."""
     cp = WeakCopyPaste()
+    assert cp.replacement is True
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.tensor([0.9, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert cp.select(scores, gen).tolist() == [0, 0, 0]
+    # all weights zero (the code's random.choices raises): nothing
+    assert cp.select(torch.zeros(4), gen).numel() == 0
+    # over many draws the picks follow score ** 3
+    scores = torch.tensor([0.5, 1.0])
+    picks = torch.cat([cp.select(scores, gen) for _ in range(3000)])
+    assert len(picks) == 3000
+    share = (picks == 0).float().mean()
+    assert abs(float(share) - 0.125 / 1.125) < 0.02
+
+
+def test_importance_sampling_counts_and_weights():
+    cp = WeakCopyPaste(replacement=False)
     gen = torch.Generator().manual_seed(0)
     scores = torch.tensor([0.9, 0.0, 0.0, 0.0])
     for _ in range(20):

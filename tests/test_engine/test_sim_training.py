@@ -24,7 +24,8 @@ MIM = [sys.executable, '-m', 'mim']
 # pseudo masks, prototype updates, bank pushes and pastes within a few
 # iterations of an untrained model: the pseudo losses start after step 1,
 # every box pixel updates the prototypes, low thresholds give non-empty
-# pseudo masks, a 2-entry bank is full after step 2 and steps 3-4 paste
+# pseudo masks and paste scores, a 2-entry bank is full after step 2 and
+# steps 3-4 paste
 EARLY_SIM = {
     'model.mask_head.pseudo_start_iters': 1,
     'model.mask_head.prototype_pos_thr': 0.0,
@@ -32,6 +33,7 @@ EARLY_SIM = {
     'model.mask_head.tau_low': 0.1,
     'model.data_preprocessor.copy_paste.prob': 1.0,
     'model.data_preprocessor.copy_paste.mask_thr': 0.0,
+    'model.mask_head.paste_score_thr': 0.0,
     'custom_hooks.1.bank.length': 2,
     'train_cfg.val_interval': 100,
 }

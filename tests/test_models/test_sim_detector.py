@@ -94,26 +94,30 @@ def test_pseudo_and_paste_losses_use_the_right_targets(tiny_toy, tmp_path):
     head.image_pseudo_labels, head.extra_losses = labels_spy, extra_spy
     losses = model(**data, mode='loss')
     preds, sampled = seen['preds'], seen['sampled']
-    targets, weights, pasted, ptargets, valids = [], [], [], [], []
+    targets, weights, pasted, ptargets = [], [], [], []
     for (g, inds, valid, _), (_, pseudo, weight, _,
                               _) in zip(sampled, seen['labels']):
         targets.append(pseudo[inds])
         weights.append(weight[inds])
         pasted.append(g.pasted[inds])
         ptargets.append(g.paste_masks[inds])
-        valids.append(valid[None].expand(len(inds), -1, -1))
     targets, weights = torch.cat(targets), torch.cat(weights)
     pasted, ptargets = torch.cat(pasted), torch.cat(ptargets)
     keep = weights.flatten(1).any(1)
     assert keep.any() and pasted.any() and not pasted.all()
-    want = head.loss_pseudo(preds[keep], targets[keep], weights[keep]).mean()
+    # the code: focal on probabilities x 0.3 x min(t / T, 1) (T = 4,500 in
+    # the toy config), one number for the batch
+    ramp = min(int(head._iter) / 4500, 1.0)
+    want = head.loss_pseudo(preds[keep], targets[keep], weights[keep]) * ramp
     torch.testing.assert_close(losses['loss_pseudo'], want)
-    want = head.loss_paste(preds[pasted], ptargets[pasted],
-                           torch.cat(valids)[pasted]).mean()
+    # focal + dice on the whole map of the pasted proposals, the dice
+    # averaged over all proposals
+    want = head.loss_paste(preds, ptargets, pasted[:, None,
+                                                   None].expand_as(preds))
     torch.testing.assert_close(losses['loss_paste'], want)
-    # lambda_1 = 0.5, lambda_2 = 1
-    assert head.loss_pseudo.loss_weight == 0.5
+    assert head.loss_pseudo.loss_weight == 0.3
     assert head.loss_paste.loss_weight == 1.0
+    assert head.loss_paste.dice_weight == 1.0
     # bank inputs written for the detector
     assert gt.sim_prob.shape == gt.box_masks.shape
     assert ((gt.sim_prob > 0) <= gt.box_masks).all()
@@ -150,6 +154,66 @@ def test_preprocessor_pastes_and_cuts_box_masks(tiny_toy, tmp_path):
         assert torch.equal(sample.raw_image[:, :, w // 2:], before[:, :,
                                                                    w // 2:])
         assert sample.color_similarity.shape[-2:] == gt.box_masks.shape[-2:]
+
+
+def test_preprocessor_draws_the_paste_once_per_batch(tiny_toy, tmp_path):
+    """condinst.py draws random.random() >= 0.5 once per forward pass: the
+    images of a batch are all pasted onto or none is."""
+    import copy
+    model, data = build(
+        tiny_toy, tmp_path, **{
+            'model.data_preprocessor.copy_paste.mask_thr': 0.0,
+        })
+    pre = model.data_preprocessor
+    assert pre.copy_paste.prob == 0.5 and pre.copy_paste.prob_per == 'batch'
+    h, w = data['inputs'][0].shape[-2:]
+    bank = MemoryBank(length=1, seed=3)
+    bank.push(
+        torch.full((3, h, w), 7, dtype=torch.uint8),
+        torch.tensor([[0., 0., w // 2 - 1, h - 1]]), torch.tensor([2]),
+        torch.ones(1, h // 4, w // 4), torch.tensor([1.0]))
+    pre.copy_paste.memory_bank = bank
+    outcomes = []
+    for _ in range(16):
+        out = pre(copy.deepcopy(data), training=True)
+        pasted = [
+            bool(s.gt_instances.pasted.any()) for s in out['data_samples']
+        ]
+        assert len(set(pasted)) == 1, pasted
+        outcomes.append(pasted[0])
+    assert 0 < sum(outcomes) < len(outcomes)
+
+
+def test_prototypes_of_the_step_start(tiny_toy, tmp_path):
+    """dmh l.349-358: Eq. 1 and the Sinkhorn scores of every image of the
+    batch use the prototypes of the step's start, while the momentum
+    update chains image by image."""
+    model, data = build(tiny_toy, tmp_path,
+                        **{'model.data_preprocessor.copy_paste': None})
+    model.train()
+    data = model.data_preprocessor(data, training=True)
+    head = model.mask_head
+    head.prototype_pos_thr = 0.0  # every box pixel moves the prototypes
+    before = head.prototypes.clone()
+    seen = {'labels': [], 'update': []}
+    labels_fn, update_fn = head.image_pseudo_labels, head.update_prototypes
+
+    def labels_spy(gt, inds, valid, info, prototypes=None):
+        seen['labels'].append(prototypes.clone())
+        return labels_fn(gt, inds, valid, info, prototypes)
+
+    def update_spy(*args):
+        seen['update'].append(args[-2].clone())
+        return update_fn(*args)
+
+    head.image_pseudo_labels = labels_spy
+    head.update_prototypes = update_spy
+    torch.manual_seed(0)
+    model(**data, mode='loss')
+    assert len(seen['labels']) >= 2
+    for protos in seen['labels'] + seen['update']:
+        assert torch.equal(protos, before)
+    assert not torch.equal(head.prototypes, before)
 
 
 def test_preprocessor_refuses_copy_paste_with_masks(tiny_toy, tmp_path):
@@ -378,7 +442,9 @@ def test_eval_masks_enter_no_loss_and_pseudo_masks_are_recorded(
             assert 'sim_valid' not in gt and not rec['valid'].any()
             assert not rec['masks'].any()
         else:
-            assert torch.equal(rec['valid'], gt.sim_valid)
+            # bank rows (paste_source='instance'): the ground truths with a
+            # positive, a superset of those with a non-empty pseudo mask
+            assert (rec['valid'] <= gt.sim_valid).all()
             assert torch.equal(rec['valid'], rec['masks'].flatten(1).any(1))
     assert any(r['valid'].any() for r in records)
     # the hook's score is the numpy computation on gt[:, 2::4, 2::4]
@@ -431,6 +497,7 @@ def test_copy_paste_drops_eval_masks_of_pasted_images(tiny_toy, tmp_path):
             return results
         return paste(results)
 
+    copy_paste.prob_per = 'image'  # no batch draw: each call decides
     pre.copy_paste = copy_paste
     before = [s.gt_instances.eval_masks for s in data['data_samples']]
     rows = [len(s.gt_instances) for s in data['data_samples']]

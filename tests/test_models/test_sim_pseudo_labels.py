@@ -71,7 +71,7 @@ def test_gumbel_assignment_is_seeded_and_samples():
 def test_prototype_centroids_and_momentum_update_by_hand():
     feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6]])
     centroids, counts = prototype_centroids(feats, torch.tensor([0, 0, 1, 1]),
-                                            3)
+                                            3, 'mean')
     torch.testing.assert_close(
         centroids, torch.tensor([[0.5, 0.5], [0.7, 0.7], [0.0, 0.0]]))
     assert counts.tolist() == [2, 2, 0]

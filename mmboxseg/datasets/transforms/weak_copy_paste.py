@@ -16,37 +16,45 @@ class WeakCopyPaste(BaseTransform):
     6.1): paste instances of a recent image, cut out with their *pseudo*
     masks, onto the current image.
 
-    For an image with probability ``prob``:
+    With probability ``prob``, drawn once per batch (``prob_per='batch'``,
+    the code: one ``random.random() >= 0.5`` per forward pass, by
+    :class:`CopyPasteBoxSupDataPreprocessor`) or per image (``'image'``),
+    every image of the batch gets:
 
-    1. a random entry of the :class:`MemoryBank` is drawn;
+    1. a random entry of the :class:`MemoryBank` (its own for each image);
     2. ``n = clip(int(select_ratio * K), min_select, max_select)`` of its
-       ``K`` instances are drawn by importance sampling, with probability
-       proportional to ``score ** score_power`` (Eq. 11 scores), without
-       replacement;
-    3. each instance's paste mask is its stored pseudo-mask probability,
+       ``K`` instances drawn by importance sampling, with probability
+       proportional to ``score ** score_power`` (the bank's scores), *with*
+       replacement (``replacement=True``, the code's ``random.choices``: an
+       instance can be drawn twice and is then pasted twice); without,
+       ``n`` is also capped by the number of instances of non-zero weight.
+       A source whose weights are all zero pastes nothing (the code's
+       ``random.choices`` raises there);
+    3. each instance's paste mask is its stored probability (the momentum
+       encoder's instance map, see :class:`SIMMaskHead` ``paste_source``),
        bilinearly up-sampled from stride 4, ``> mask_thr`` and inside its
        box; the instances are pasted in the drawn order at their original
        position, cropped to the current image (nothing lands outside it or
        on its padding);
-    4. every instance, current or pasted, loses the pixels covered by
-       later pastes; instances with fewer than ``min_visible_area`` visible
-       pixels are removed; the boxes of partly occluded instances are
-       re-derived from their visible pixels (intersected with the old box);
+    4. every current instance loses the pixels covered by the pastes (the
+       code's ``mask & (mask ^ alpha)``); with ``occlude_pastes=True`` a
+       pasted instance also loses the pixels of later pastes (the code
+       keeps every pasted mask whole, overlaps included); instances with
+       fewer than ``min_visible_area`` visible pixels are removed; the
+       boxes of partly occluded instances are re-derived from their
+       visible pixels (intersected with the old box);
     5. pasted instances are marked in ``gt_pasted``; their visible pseudo
        masks are the targets of SIM's paste loss (Eq. 9).
 
-    Where two pasted instances overlap (they come from one source image,
-    at their source positions), the pixels go to the one drawn last,
-    whichever was in front in the source. The bank's masks are at stride 4
+    The bank's masks are at stride 4
     (:class:`CopyPasteBoxSupDataPreprocessor` checks its ``mask_stride``).
     The occlusion geometry is computed at full resolution on the CPU: at
     COCO scale that is ``[G, h, w]`` booleans per pasted image.
 
-    Numbers follow the public code (``copypaste.py``): ``prob`` 0.5 (there
-    per batch, here per image), ``select_ratio`` 0.5 (the paper: a
-    quarter), 1 to 3 instances, weights ``score ** 3``, ``mask_thr`` 0.7.
-    The code samples *with* replacement, so an instance can be pasted onto
-    itself; we sample without.
+    Numbers follow the public code (``copypaste.py``, ``condinst.py``):
+    ``prob`` 0.5 per batch, ``select_ratio`` 0.5 (the paper: a quarter),
+    1 to 3 instances, weights ``score ** 3`` with replacement,
+    ``mask_thr`` 0.7, pasting only once the bank is full.
 
     **Where it runs.** Inside :class:`CopyPasteBoxSupDataPreprocessor`, on
     the raw uint8 batch, before BoxInst's colour similarity and box masks
@@ -58,21 +66,25 @@ class WeakCopyPaste(BaseTransform):
     computed from the un-pasted pixels.
 
     Input ``results`` keys: ``img`` ``[C, h, w]`` uint8 tensor,
-    ``gt_bboxes`` ``[G, 4]`` tensor, ``gt_bboxes_labels`` ``[G]``. Output
-    adds ``gt_pasted`` ``[G']`` bool and, when something was pasted,
-    ``gt_visible_masks`` ``[G', h, w]`` bool (the visible part of each box
-    or pasted mask) and ``gt_occluded`` ``[G']`` bool (lost pixels to a
-    paste); ``img``, ``gt_bboxes`` and ``gt_bboxes_labels`` are replaced.
+    ``gt_bboxes`` ``[G, 4]`` tensor, ``gt_bboxes_labels`` ``[G]`` and
+    optionally ``paste`` (bool, the batch's draw of :meth:`draw`; without
+    it the image draws its own). Output adds ``gt_pasted`` ``[G']`` bool
+    and, when something was pasted, ``gt_visible_masks`` ``[G', h, w]``
+    bool (the visible part of each box or pasted mask) and ``gt_occluded``
+    ``[G']`` bool (lost pixels to a paste); ``img``, ``gt_bboxes`` and
+    ``gt_bboxes_labels`` are replaced.
 
     Args:
-        prob (float): Probability to paste onto an image.
+        prob (float): Probability to paste.
+        prob_per (str): ``'batch'`` or ``'image'``.
         select_ratio (float): Fraction of the source's instances to paste.
         min_select (int): At least this many (if the source has them).
         max_select (int): At most this many.
         score_power (float): Importance-sampling exponent.
-        mask_thr (float): Threshold of the up-sampled pseudo-mask
-            probability (the code's 0.7, the default ``tau_high`` of
-            :class:`SIMMaskHead`; the two are separate settings).
+        replacement (bool): Sample with replacement.
+        occlude_pastes (bool): Later pastes occlude earlier ones.
+        mask_thr (float): Threshold of the up-sampled stored probability
+            (the code's 0.7).
         min_bank_size (int, optional): Paste only once the bank holds this
             many entries; None waits until it is full (the code).
         min_visible_area (int): Instances with fewer visible pixels are
@@ -81,10 +93,13 @@ class WeakCopyPaste(BaseTransform):
 
     def __init__(self,
                  prob: float = 0.5,
+                 prob_per: str = 'batch',
                  select_ratio: float = 0.5,
                  min_select: int = 1,
                  max_select: int = 3,
                  score_power: float = 3.0,
+                 replacement: bool = True,
+                 occlude_pastes: bool = False,
                  mask_thr: float = 0.7,
                  min_bank_size: Optional[int] = None,
                  min_visible_area: int = 1) -> None:
@@ -94,7 +109,13 @@ class WeakCopyPaste(BaseTransform):
         if not 1 <= min_select <= max_select:
             raise ValueError('WeakCopyPaste: need 1 <= min_select <= '
                              f'max_select, got {min_select}, {max_select}')
+        if prob_per not in ('batch', 'image'):
+            raise ValueError("WeakCopyPaste: prob_per must be 'batch' or "
+                             f"'image', got {prob_per!r}")
         self.prob = prob
+        self.prob_per = prob_per
+        self.replacement = replacement
+        self.occlude_pastes = occlude_pastes
         self.select_ratio = select_ratio
         self.min_select = min_select
         self.max_select = max_select
@@ -115,16 +136,26 @@ class WeakCopyPaste(BaseTransform):
             self.min_bank_size
         return len(bank) >= max(need, 1)
 
+    def draw(self) -> bool:
+        """Whether to paste: the bank is :meth:`ready` and a uniform draw
+        from the bank's generator is below ``prob`` (the code pastes when
+        ``random.random() >= 0.5``, the same probability)."""
+        if not self.ready():
+            return False
+        gen = self.memory_bank.generator
+        return float(torch.rand((), generator=gen)) < self.prob
+
     def transform(self, results: dict) -> dict:
         img = results['img']
         labels = results['gt_bboxes_labels']
         results['gt_pasted'] = torch.zeros(
             len(labels), dtype=torch.bool, device=labels.device)
-        if not self.ready():
+        paste = results.pop('paste', None)
+        if paste is None:
+            paste = self.draw()
+        if not paste or not self.ready():
             return results
         gen = self.memory_bank.generator
-        if float(torch.rand((), generator=gen)) >= self.prob:
-            return results
         source = self.memory_bank.sample()
         picks = self.select(source['scores'], gen)
         if picks.numel() == 0:
@@ -142,11 +173,13 @@ class WeakCopyPaste(BaseTransform):
         available = int((weights > 0).sum())
         num = min(
             max(int(self.select_ratio * len(scores)), self.min_select),
-            self.max_select, available)
-        if num == 0:
+            self.max_select)
+        if not self.replacement:
+            num = min(num, available)
+        if num == 0 or available == 0:
             return torch.zeros(0, dtype=torch.long)
         return torch.multinomial(
-            weights, num, replacement=False, generator=generator)
+            weights, num, replacement=self.replacement, generator=generator)
 
     def paste_masks(self, source: dict, picks: Tensor,
                     out_hw: Tuple[int, int]) -> Tensor:
@@ -191,6 +224,8 @@ class WeakCopyPaste(BaseTransform):
 
         own = strided_box_masks(boxes.to(device), (h, w), 1)
         own_visible = own & ~union[None]
+        if not self.occlude_pastes:
+            occluded_by_later = torch.zeros_like(occluded_by_later)
         pasted_visible = paste_masks & ~occluded_by_later
         visible = torch.cat([own_visible, pasted_visible])
         src_boxes = source['bboxes'][picks].to(boxes)
@@ -219,9 +254,12 @@ class WeakCopyPaste(BaseTransform):
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(prob={self.prob}, '
+                f'prob_per={self.prob_per!r}, '
                 f'select_ratio={self.select_ratio}, '
                 f'select=[{self.min_select}, {self.max_select}], '
                 f'score_power={self.score_power}, '
+                f'replacement={self.replacement}, '
+                f'occlude_pastes={self.occlude_pastes}, '
                 f'mask_thr={self.mask_thr})')
 
 

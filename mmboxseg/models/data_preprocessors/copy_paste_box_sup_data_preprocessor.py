@@ -18,8 +18,9 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
     In training, per image and before anything else:
 
     1. ``copy_paste`` pastes bank instances onto the raw uint8 image and
-       rewrites its boxes and labels (see :class:`WeakCopyPaste` for why it
-       runs here);
+       rewrites its boxes and labels (whether to paste is drawn once for
+       the batch with ``prob_per='batch'``, the code; see
+       :class:`WeakCopyPaste` for why it runs here);
     2. BoxInst's colour similarity and box masks are computed from the
        pasted image and new boxes as usual; the box masks then lose the
        pixels hidden by pastes;
@@ -67,8 +68,11 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
         self.drop_gt_masks(samples)
         visible = [None] * len(inputs)
         if self.copy_paste is not None:
+            # one draw for the batch (the code), or one per image
+            paste = self.copy_paste.draw() \
+                if self.copy_paste.prob_per == 'batch' else None
             for i, (img, sample) in enumerate(zip(inputs, samples)):
-                inputs[i], visible[i] = self.paste_one(img, sample)
+                inputs[i], visible[i] = self.paste_one(img, sample, paste)
         else:
             for sample in samples:
                 gt = sample.gt_instances
@@ -80,8 +84,12 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
             self.apply_occlusion(sample, vis)
         return det_data
 
-    def paste_one(self, img: Tensor, sample) -> tuple:
-        """Copy-paste on one raw image; returns the image and the
+    def paste_one(self,
+                  img: Tensor,
+                  sample,
+                  paste: Optional[bool] = None) -> tuple:
+        """Copy-paste on one raw image (``paste``: the batch's draw, None
+        to draw for this image); returns the image and the
         full-resolution visible masks (None when nothing was pasted)."""
         gt = sample.gt_instances
         if 'masks' in gt:
@@ -90,11 +98,13 @@ class CopyPasteBoxSupDataPreprocessor(BoxSupDataPreprocessor):
                 'annotations, but the batch carries gt masks (mixed '
                 'supervision); drop copy_paste or the masks')
         boxes = gt.bboxes
-        results = self.copy_paste(
-            dict(
-                img=img,
-                gt_bboxes=get_box_tensor(boxes),
-                gt_bboxes_labels=gt.labels))
+        inputs = dict(
+            img=img,
+            gt_bboxes=get_box_tensor(boxes),
+            gt_bboxes_labels=gt.labels)
+        if paste is not None:
+            inputs['paste'] = paste
+        results = self.copy_paste(inputs)
         vis = results.get('gt_visible_masks')
         if vis is None:
             gt.pasted = results['gt_pasted']

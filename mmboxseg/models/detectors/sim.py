@@ -1,5 +1,5 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
-from typing import List
+from typing import List, Optional, Tuple
 
 import torch
 from mmdet.structures import SampleList
@@ -36,7 +36,7 @@ class SIM(EMATeacherBoxInst):
        pseudo masks, updates the prototypes and adds the pseudo-mask and
        paste losses;
     4. images with pseudo masks are pushed, with their boxes, labels and
-       Eq. 11 scores, into the memory bank that
+       mask scores, into the memory bank that
        :class:`mmboxseg.engine.hooks.MemoryBankHook` bound to
        :attr:`memory_bank` (if any), the source of the next batches'
        copy-paste (:class:`WeakCopyPaste` in
@@ -46,19 +46,32 @@ class SIM(EMATeacherBoxInst):
     pseudo masks per image, for
     :class:`~mmboxseg.engine.hooks.PseudoMaskQualityHook`.
 
-    Differences from the public code, on purpose: the momentum encoder's
-    FCOS head runs on the momentum encoder's own features (the code runs
-    the EMA proposal head on the student's features), and images are
-    pushed only once the pseudo losses are on, like the code.
+    As in the public code (``condinst.py``, ``proposal_generator_ema(
+    images_norm, features, ...)``), the momentum encoder's FCOS head and
+    controller run on the *student's* FPN features by default
+    (``momentum_head_input='student'``); only its mask branch sees the
+    momentum encoder's own backbone and FPN. ``'teacher'`` runs the whole
+    momentum encoder on its own features. Images are pushed only once the
+    pseudo losses are on, like the code.
 
     Args:
         inference_with (str): ``'student'`` (default: the paper evaluates
             ``F_seg``) or ``'teacher'``.
+        momentum_head_input (str): ``'student'`` or ``'teacher'``: the FPN
+            features the momentum encoder's FCOS head runs on.
         Other args: as mmdet's ``BoxInst``.
     """
 
-    def __init__(self, *args, inference_with: str = 'student', **kwargs):
+    def __init__(self,
+                 *args,
+                 inference_with: str = 'student',
+                 momentum_head_input: str = 'student',
+                 **kwargs):
+        if momentum_head_input not in ('student', 'teacher'):
+            raise ValueError("SIM: momentum_head_input must be 'student' or "
+                             f"'teacher', got {momentum_head_input!r}")
         super().__init__(*args, inference_with=inference_with, **kwargs)
+        self.momentum_head_input = momentum_head_input
         heads = (self.bbox_head.num_classes,
                  getattr(self.mask_head, 'num_classes', None))
         if heads[0] != heads[1]:
@@ -87,7 +100,7 @@ class SIM(EMATeacherBoxInst):
         x = self.extract_feat(batch_inputs)
         losses = self.bbox_head.loss(x, batch_data_samples)
         positive_infos = self.bbox_head.get_positive_infos()
-        self.attach_momentum_outputs(batch_inputs, positive_infos)
+        self.attach_momentum_outputs(batch_inputs, positive_infos, x)
         mask_losses = self.mask_head.loss(
             x, batch_data_samples, positive_infos=positive_infos)
         losses.update(mask_losses)
@@ -96,15 +109,24 @@ class SIM(EMATeacherBoxInst):
         return losses
 
     @torch.no_grad()
-    def attach_momentum_outputs(self, inputs: Tensor,
-                                positive_infos: InstanceList) -> None:
+    def attach_momentum_outputs(
+            self,
+            inputs: Tensor,
+            positive_infos: InstanceList,
+            student_feats: Optional[Tuple[Tensor]] = None) -> None:
         """Add ``teacher_param_preds`` ``[n, P]`` and ``teacher_bboxes``
         ``[n, 4]`` (decoded at the positive's point) to each image's
         positive infos, and its ``[D, H/8, W/8]`` mask features as metainfo
-        ``teacher_mask_feats``."""
+        ``teacher_mask_feats``. The FCOS head runs on ``student_feats``
+        (the student's FPN outputs) with ``momentum_head_input='student'``
+        when they are given, else on the momentum encoder's own."""
         teacher = self.teacher
         feats = teacher.extract_feat(inputs)
-        _, bbox_preds, _, param_preds = teacher.bbox_head(feats)
+        head_feats = feats
+        if self.momentum_head_input == 'student' and \
+                student_feats is not None:
+            head_feats = tuple(f.detach() for f in student_feats)
+        _, bbox_preds, _, param_preds = teacher.bbox_head(head_feats)
         params = flatten_levels(param_preds)
         # eval-mode FCOS distances are already scaled by the stride
         dists = flatten_levels(bbox_preds)

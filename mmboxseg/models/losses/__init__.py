@@ -7,11 +7,13 @@ from .noise_reduced_affinity_loss import (NoiseReducedAffinityLoss,
                                           pseudo_mask_affinity)
 from .pairwise_affinity_loss import (PairwiseAffinityLoss,
                                      pairwise_neg_log_same_prob)
+from .sim_mask_focal_loss import SIMMaskFocalLoss
 from .weighted_bce_dice_loss import WeightedBCEDiceLoss
 
 __all__ = [
     'BoxProjectionLoss', 'PairwiseAffinityLoss', 'projection_dice',
     'pairwise_neg_log_same_prob', 'NoiseReducedAffinityLoss',
     'pseudo_mask_affinity', 'WeightedBCEDiceLoss', 'DenseContrastiveLoss',
-    'MILBagLoss', 'row_column_bags', 'NeighbourSmoothnessLoss'
+    'MILBagLoss', 'row_column_bags', 'NeighbourSmoothnessLoss',
+    'SIMMaskFocalLoss'
 ]

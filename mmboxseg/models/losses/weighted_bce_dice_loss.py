@@ -22,9 +22,10 @@ class WeightedBCEDiceLoss(nn.Module):
     instance whose weights are all zero gets 0 (the public code's weighted
     dice gives it a constant 1, which only shifts the loss).
 
-    The paper names BCE + dice; the public code uses a focal loss applied to
-    probabilities (a double sigmoid) plus the weighted dice. We follow the
-    paper here, since the code's focal term is a bug rather than a choice.
+    The paper names BCE + dice (its Eqs. 8-9; SIM's ``*_paper-text``
+    configs); the public code, SIM's default, uses a focal loss applied to
+    probabilities (a double sigmoid) plus the weighted dice
+    (:class:`SIMMaskFocalLoss`).
 
     Args:
         bce_weight (float): Weight of the BCE term.

@@ -31,12 +31,13 @@ class MemoryBank:
     per entry (those with the highest scores are kept), so the bank never
     holds more than :meth:`bound_bytes` ``(h, w)`` =
     ``length * (3 h w + max_instances * (ceil(h/4) ceil(w/4) + 28))``
-    bytes for images of at most ``h x w``. With the defaults (100 entries,
-    100 instances) at COCO's 800 x 1333 that is 305 MiB of images plus at
-    most 637 MiB of masks: 942 MiB in the worst case, 350 MiB at COCO's 7
+    bytes for images of at most ``h x w``. With 100 entries and 100
+    instances at COCO's 800 x 1333 that is 305 MiB of images plus at most
+    637 MiB of masks: 942 MiB in the worst case, 350 MiB at COCO's 7
     objects per image; 5.2 MiB on the 128-px toy data (measured with
-    ``tools/analysis_tools/memory_bank_size.py``). :meth:`nbytes` is the
-    actual size. The bank is saved in checkpoints by
+    ``tools/analysis_tools/memory_bank_size.py``, whose ``--length`` is
+    100); the default 50 entries (the code's) hold half of that.
+    :meth:`nbytes` is the actual size. The bank is saved in checkpoints by
     :class:`mmboxseg.engine.hooks.MemoryBankHook`, so it also adds that
     much to every checkpoint.
 
@@ -48,13 +49,14 @@ class MemoryBank:
     hook then re-seeds the other ranks' generators.
 
     Args:
-        length (int): Number of entries (the paper: 100; the code: 50).
+        length (int): Number of entries (the code's ``LENGTH``, 50; the
+            paper: 100).
         max_instances (int): Instances kept per entry.
         seed (int): Seed of :attr:`generator`.
     """
 
     def __init__(self,
-                 length: int = 100,
+                 length: int = 50,
                  max_instances: int = 100,
                  seed: int = 0) -> None:
         if length < 1 or max_instances < 1:

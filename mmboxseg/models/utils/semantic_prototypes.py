@@ -51,9 +51,19 @@ def assign_to_prototypes(
         generator: Optional[torch.Generator] = None) -> Tensor:
     """Hard assignment ``1(Q_il = 1)`` of Eq. 5 from a transport plan.
 
-    Deterministic argmax by default. ``gumbel_tau`` reproduces the public
-    code's ``gumbel_softmax(Q * N, tau, hard=True)``, which samples the
-    assignment (applied to probabilities, not logits, as there).
+    ``gumbel_tau`` (the default of :class:`SIMMaskHead`, 0.5) reproduces
+    the public code (``adet/utils/sinkhorn.py``): after the Sinkhorn
+    iterations the plan is scaled so that each pixel's row sums to 1,
+    ``Q * N``, and ``F.gumbel_softmax(Q * N, tau=0.5, hard=True)`` draws a
+    one-hot row. The Gumbel noise is added to these *probabilities* taken
+    as logits, and a hard draw is ``argmax(N Q_i + g)`` whatever ``tau``
+    (``tau`` only scales the straight-through soft gradient, unused here),
+    so pixel ``i`` goes to prototype ``l`` with probability
+    ``softmax(N Q_i)_l``: nearly uniform, as ``N Q_i`` lies in ``[0, 1]``
+    (a confident row ``[1, 0, ..., 0]`` over 10 prototypes keeps only
+    23 %).
+    ``gumbel_tau=None`` is the deterministic arg-max, ``1(Q_il = 1)`` as
+    the paper's Eq. 5 writes it.
 
     Args:
         plan (Tensor): ``[N, L]`` from :func:`sinkhorn_knopp`.
@@ -73,22 +83,40 @@ def assign_to_prototypes(
     return ((logits + gumbel) / gumbel_tau).argmax(dim=1)
 
 
-def prototype_centroids(features: Tensor, assignment: Tensor,
-                        num_protos: int) -> Tuple[Tensor, Tensor]:
-    """Per-prototype mean of the assigned features, Eq. 5.
+CENTROIDS = ('l2', 'mean')
+
+
+def prototype_centroids(features: Tensor,
+                        assignment: Tensor,
+                        num_protos: int,
+                        mode: str = 'l2') -> Tuple[Tensor, Tensor]:
+    """Per-prototype centroid ``p_{n,l}`` of the assigned features.
+
+    ``mode='l2'`` (default, the public code's ``prototype_learning``):
+    ``F = l2n(Q^T c)``, the L2-normalised *sum* of the assigned features
+    ``c``, a unit vector whatever the pixel count. ``mode='mean'``: the
+    paper's Eq. 5, the mean ``sum_i z_i 1(Q_il = 1) / sum_i 1(Q_il = 1)``
+    (its norm is below 1 unless all assigned features agree), so Eq. 4
+    moves the prototype less towards spread-out clusters.
 
     Args:
         features (Tensor): ``[N, D]`` L2-normalised pixel features.
         assignment (Tensor): ``[N]`` prototype index of every pixel.
         num_protos (int): ``L``.
+        mode (str): ``'l2'`` or ``'mean'``.
 
     Returns:
         tuple[Tensor, Tensor]: ``[L, D]`` centroids (zero where no pixel)
         and ``[L]`` pixel counts.
     """
+    if mode not in CENTROIDS:
+        raise ValueError(f'prototype_centroids: mode must be one of '
+                         f'{CENTROIDS}, got {mode!r}')
     sums = features.new_zeros((num_protos, features.size(1)))
     sums.index_add_(0, assignment, features)
     counts = torch.bincount(assignment, minlength=num_protos)
+    if mode == 'l2':
+        return F.normalize(sums, dim=1), counts
     centroids = sums / counts.clamp(min=1)[:, None].to(sums)
     return centroids, counts
 
@@ -116,13 +144,15 @@ def momentum_update_prototypes(prototypes: Tensor, centroids: Tensor,
 
 def semantic_probability(features: Tensor,
                          prototypes: Tensor,
-                         tau: float = 0.1) -> Tensor:
+                         tau: float = 1.0) -> Tensor:
     """Semantic probability map, Eq. 1:
     ``M_S,i = sigmoid(max_l <z_i, p_l> / tau)``.
 
-    ``tau = 0.1`` is the paper's Sec. 4.1 value (our default); the public
-    code applies no temperature (``tau = 1``), and the paper's Table 8 has
-    1.0 as its default row.
+    ``tau = 1`` (default) is the public code
+    (``dynamic_mask_head.py``: ``amax(proto_masks).sigmoid()``, no
+    temperature) and the default row of the paper's Table 8 (32.2 AP);
+    the paper's Sec. 4.1 text says 0.1 (Table 8: 30.9 AP, its worst row),
+    kept as ``SIMMaskHead(semantic_tau=0.1)``.
 
     Args:
         features (Tensor): ``[D, H, W]`` L2-normalised (over ``D``) features.
