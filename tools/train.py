@@ -14,8 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmboxseg.engine import setup_cpu_distributed
-from mmboxseg.utils import (ConfigKeyError, load_config,
-                            register_all_modules)
+from mmboxseg.utils import ConfigKeyError, load_config, register_all_modules
 
 
 def parse_args():

@@ -86,6 +86,9 @@ train_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_train_proxy.json',
+        ann_file_hint='the proxy masks are made by `bash '
+        'tools/boxcaseg/toy_pipeline.sh` (segmenter, then '
+        'tools/boxcaseg/generate_proxy_masks.py)',
         data_prefix=dict(img='images/train/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=0),
         pipeline=train_pipeline))

@@ -59,6 +59,8 @@ train_dataloader = dict(
         type='BoxCocoDataset',
         # written by tools/boxcaseg/generate_proxy_masks.py
         ann_file='annotations/instances_train2017_proxy.json',
+        ann_file_hint='make it with tools/boxcaseg/generate_proxy_masks.py '
+        'from a trained BoxCaseg segmenter (configs/boxcaseg/README.md)',
         extra_instance_fields=['proxy_box_agreement'],
         pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(_scope_='mmboxseg', type='BoxCocoDataset'))

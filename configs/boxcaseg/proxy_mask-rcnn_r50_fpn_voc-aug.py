@@ -37,6 +37,8 @@ train_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/voc_2012_train_aug_cocofmt_proxy.json',
+        ann_file_hint='make it with tools/boxcaseg/generate_proxy_masks.py '
+        'from a trained BoxCaseg segmenter (configs/boxcaseg/README.md)',
         data_prefix=dict(img='JPEGImages/')))
 val_dataloader = dict(
     dataset=dict(

@@ -273,9 +273,8 @@ def validate_coco_file(path: str, display_name: str = None) -> dict:
             if key not in ann:
                 _fail(name, f'{where}.{key}', 'missing')
         bbox = ann['bbox']
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4
-                and all(isinstance(v, Number) and math.isfinite(v)
-                        for v in bbox)):
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(
+                isinstance(v, Number) and math.isfinite(v) for v in bbox)):
             _fail(name, f'{where}.bbox',
                   f'must be 4 finite numbers [x, y, w, h], got {bbox!r}')
         if bbox[2] < 0 or bbox[3] < 0:

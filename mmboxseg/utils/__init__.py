@@ -1,7 +1,7 @@
 # Copyright (c) mmboxseg contributors. All rights reserved.
-from .config_check import ConfigKeyError, check_config_keys, load_config
 from .checkpoint_safety import (mmengine_checkpoint_safe_globals,
                                 register_checkpoint_safe_globals)
+from .config_check import ConfigKeyError, check_config_keys, load_config
 from .config_utils import (adopt_mmboxseg_scope, config_root, ensure_mim_links,
                            register_config_prefix)
 from .safe_pickle import load_safe_pickle

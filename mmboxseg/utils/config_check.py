@@ -22,13 +22,12 @@ from typing import Any, List, Optional, Sequence
 
 from torch import nn
 
-
 # dicts that mmcv/mmdet interpret themselves rather than build with their
 # keys as arguments (build_norm_layer pops requires_grad, nms cfgs are
 # read by batched_nms, init_cfg by the initialisers)
-NOT_BUILT_FROM_KEYS = frozenset(('norm_cfg', 'act_cfg', 'conv_cfg', 'dcn',
-                                 'init_cfg', 'upsample_cfg', 'plugins',
-                                 'nms', 'dcn_cfg', 'norm_layer'))
+NOT_BUILT_FROM_KEYS = frozenset(
+    ('norm_cfg', 'act_cfg', 'conv_cfg', 'dcn', 'init_cfg', 'upsample_cfg',
+     'plugins', 'nms', 'dcn_cfg', 'norm_layer'))
 
 
 class ConfigKeyError(TypeError):
@@ -78,17 +77,18 @@ def _forwards_kwargs(init) -> bool:
         tree = ast.parse(textwrap.dedent(inspect.getsource(init)))
     except (OSError, TypeError, SyntaxError):
         return False
-    var_kw = next(p.name for p in inspect.signature(init).parameters.values()
-                  if p.kind is p.VAR_KEYWORD)
+    var_kw = next(
+        p.name for p in inspect.signature(init).parameters.values()
+        if p.kind is p.VAR_KEYWORD)
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr == '__init__'
                 and isinstance(node.func.value, ast.Call)
                 and isinstance(node.func.value.func, ast.Name)
                 and node.func.value.func.id == 'super'):
-            if any(kw.arg is None and isinstance(kw.value, ast.Name)
-                   and kw.value.id == var_kw for kw in node.keywords):
+            if any(
+                    kw.arg is None and isinstance(kw.value, ast.Name)
+                    and kw.value.id == var_kw for kw in node.keywords):
                 return True
     return False
 
@@ -171,8 +171,9 @@ def check_config_keys(cfg: Any, source: str = 'config') -> None:
             if node is None:
                 continue
             if section.endswith('_dataloader'):
-                _check(node.get('dataset'), f'{section}.dataset',
-                       _registries_for(kind), source)
+                _check(
+                    node.get('dataset'), f'{section}.dataset',
+                    _registries_for(kind), source)
             else:
                 _check(node, section, _registries_for(kind), source)
 

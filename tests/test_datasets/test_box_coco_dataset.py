@@ -232,3 +232,17 @@ def test_missing_annotation_file_says_how_to_make_it(tmp_path):
     assert missing in str(err.value) and hint in str(err.value)
     with pytest.raises(FileNotFoundError, match='ann_file of BoxCocoDataset'):
         build(missing, tmp_path)
+
+
+def test_proxy_config_on_fresh_toy_data_says_what_makes_its_file(tiny_toy):
+    from mmengine.config import Config
+
+    from mmboxseg.registry import DATASETS
+    from ..conftest import REPO
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs/boxcaseg/proxy_mask-rcnn_r18_fpn_toy.py'))
+    cfg.train_dataloader.dataset.data_root = tiny_toy + '/'
+    with pytest.raises(FileNotFoundError) as err:
+        DATASETS.build(cfg.train_dataloader.dataset)
+    assert 'instances_train_proxy.json' in str(err.value)
+    assert 'tools/boxcaseg/toy_pipeline.sh' in str(err.value)

@@ -43,8 +43,7 @@ def test_keys_of_mixins_and_nested_modules_are_valid_and_checked():
         osp.join(REPO, 'configs/boxteacher/boxteacher_r18_fpn_toy.py'))
     assert cfg.model.type == 'BoxTeacher'
     with pytest.raises(ConfigKeyError, match='PairwiseAffinityLoss'):
-        load_config(TOY_CFG,
-                    {'model.mask_head.loss_pairwise.kernel_sise': 3})
+        load_config(TOY_CFG, {'model.mask_head.loss_pairwise.kernel_sise': 3})
     with pytest.raises(ConfigKeyError, match=r'pipeline\[1\]\.with_msk'):
         load_config(TOY_CFG,
                     {'train_dataloader.dataset.pipeline.1.with_msk': True})
@@ -53,8 +52,8 @@ def test_keys_of_mixins_and_nested_modules_are_valid_and_checked():
 @pytest.mark.parametrize(
     'config',
     sorted(
-        p for p in glob.glob(osp.join(REPO, 'configs/**/*.py'),
-                             recursive=True)
+        p
+        for p in glob.glob(osp.join(REPO, 'configs/**/*.py'), recursive=True)
         if '_base_' not in p))
 def test_every_shipped_config_passes_the_check(config):
     check_config_keys(Config.fromfile(config), config)

@@ -68,8 +68,8 @@ def test_safe_pickle_reads_what_mmdet_dumps(tmp_path):
                 scores=torch.tensor([0.5, 0.25]),
                 labels=torch.tensor([1, 0]),
                 masks=[dict(size=[40, 50], counts=b'abc')]),
-            extra=collections.OrderedDict(a=np.arange(3.), b=np.float64(2),
-                                          c=np.int64(7)),
+            extra=collections.OrderedDict(
+                a=np.arange(3.), b=np.float64(2), c=np.int64(7)),
             dtype=torch.float16)
     ]
     path = str(tmp_path / 'preds.pkl')
@@ -77,8 +77,8 @@ def test_safe_pickle_reads_what_mmdet_dumps(tmp_path):
         pickle.dump(data, f)
     got = load_safe_pickle(path)
     pred = got[0]['pred_instances']
-    torch.testing.assert_close(pred['bboxes'], data[0]['pred_instances'][
-        'bboxes'])
+    torch.testing.assert_close(pred['bboxes'],
+                               data[0]['pred_instances']['bboxes'])
     assert pred['masks'][0]['counts'] == b'abc'
     np.testing.assert_array_equal(got[0]['extra']['a'], np.arange(3.))
     assert got[0]['extra']['b'] == 2.0 and got[0]['extra']['c'] == 7
@@ -90,8 +90,7 @@ def test_safe_pickle_refuses_code(evil_pickle):
         load_safe_pickle(evil_pickle)
 
 
-def test_safe_pickle_refuses_a_tensor_payload_that_runs_code(tmp_path,
-                                                             marker):
+def test_safe_pickle_refuses_a_tensor_payload_that_runs_code(tmp_path, marker):
     """A tensor's storage bytes go through torch's weights_only loader,
     not the ``weights_only=False`` one that plain unpickling calls."""
     inner = str(tmp_path / 'inner.pth')
@@ -126,10 +125,10 @@ def test_checkpoint_entry_points_refuse_code(evil_checkpoint, tiny_toy,
     from mmboxseg.registry import MODELS
     cfg = Config.fromfile(TOY_CFG)
     model = MODELS.build(cfg.model)
-    quality = load_tool('tools/analysis_tools/pseudo_mask_quality.py',
-                        'pmq')
+    quality = load_tool('tools/analysis_tools/pseudo_mask_quality.py', 'pmq')
     entry_points = {
-        'torch.load': lambda: torch.load(evil_checkpoint),
+        'torch.load':
+        lambda: torch.load(evil_checkpoint),
         'load_checkpoint (browse, heads)':
         lambda: load_checkpoint(model, evil_checkpoint),
         'init_detector (export, proxy masks, keypoints)':
@@ -140,8 +139,8 @@ def test_checkpoint_entry_points_refuse_code(evil_checkpoint, tiny_toy,
         lambda: quality.measure(
             toy_config(
                 tiny_toy, str(tmp_path / 'q'),
-                osp.join(REPO, 'configs/boxteacher/boxteacher_r18_fpn_toy.py'
-                         )), evil_checkpoint,
+                osp.join(REPO, 'configs/boxteacher/boxteacher_r18_fpn_toy.py')
+            ), evil_checkpoint,
             osp.join(tiny_toy, 'annotations/instances_train_with_masks.json'),
             1, 1),
         'resume (tools/train.py --resume, mim train --resume)':

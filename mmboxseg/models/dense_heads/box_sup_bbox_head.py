@@ -41,8 +41,9 @@ class BoxSupBboxHead(BoxInstBboxHead):
         over its pixel indices), as mmdet's CondInst does.
         """
         boxes = gt_instances.bboxes
-        centres = torch.stack(((boxes[:, 0] + boxes[:, 2]) / 2,
-                               (boxes[:, 1] + boxes[:, 3]) / 2), -1)
+        centres = torch.stack(
+            ((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2),
+            -1)
         gt_masks = gt_instances.get('masks', None)
         if gt_masks is None or len(gt_instances) == 0:
             return centres
@@ -78,9 +79,9 @@ class BoxSupBboxHead(BoxInstBboxHead):
                      num_points, 1)
         xs, ys = points[:, 0, None], points[:, 1, None]  # [P, 1]
         boxes = gt_bboxes[None]  # [1, G, 4]
-        bbox_targets = torch.stack(
-            (xs - boxes[..., 0], ys - boxes[..., 1], boxes[..., 2] - xs,
-             boxes[..., 3] - ys), -1)  # [P, G, 4]
+        bbox_targets = torch.stack((xs - boxes[..., 0], ys - boxes[..., 1],
+                                    boxes[..., 2] - xs, boxes[..., 3] - ys),
+                                   -1)  # [P, G, 4]
 
         if self.center_sampling:
             centres = self.sampling_centres(gt_instances)[None]  # [1, G, 2]
@@ -112,4 +113,3 @@ class BoxSupBboxHead(BoxInstBboxHead):
         pos_inds = positive.nonzero().reshape(-1)
         pos_gt_inds = min_area_inds[positive]
         return labels, bbox_targets, pos_inds, pos_gt_inds
-

@@ -124,8 +124,8 @@ class BoxSupMaskHead(CondInstMaskHead):
                 'BoxSupMaskHead: data samples lack `color_similarity` / '
                 '`gt_instances.box_masks`; use '
                 "data_preprocessor=dict(type='BoxSupDataPreprocessor', ...)")
-        if self.supervision == 'box' and any(
-                'masks' in s.gt_instances for s in batch_data_samples):
+        if self.supervision == 'box' and any('masks' in s.gt_instances
+                                             for s in batch_data_samples):
             # the box head has seen them already (FCOS centre sampling):
             # refuse rather than train a silently mask-supervised model
             raise ValueError(
