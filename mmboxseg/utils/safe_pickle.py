@@ -6,7 +6,8 @@ without running code from them.
 importable callable a file names: a crafted "predictions" file runs a
 command. :func:`load_safe_pickle` unpickles with an allow-list instead:
 plain containers and scalars (pickle opcodes, no globals), numpy arrays,
-dtypes and scalars, ``collections.OrderedDict``, torch dtypes and CPU
+dtypes and scalars (and ``codecs.encode``, which old pickle protocols use
+for array bytes), ``collections.OrderedDict``, torch dtypes and CPU
 tensors. A tensor's storage is pickled as
 ``torch.storage._load_from_bytes(payload)``, which runs
 ``torch.load(..., weights_only=False)`` on the payload; here that name
@@ -14,6 +15,7 @@ resolves to :func:`_storage_from_bytes`, which loads the payload with
 ``weights_only=True``. Anything else raises
 :class:`pickle.UnpicklingError` naming the file and the global.
 """
+import codecs
 import collections
 import io
 import pickle
@@ -33,11 +35,20 @@ def _storage_from_bytes(payload: bytes):
 def _allowed_globals() -> Dict[Tuple[str, str], Callable]:
     from torch._utils import _rebuild_tensor, _rebuild_tensor_v2
     allowed = {
-        ('collections', 'OrderedDict'): collections.OrderedDict,
-        ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
-        ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
-        ('torch.storage', '_load_from_bytes'): _storage_from_bytes,
-        ('torch', 'Size'): torch.Size,
+        ('collections', 'OrderedDict'):
+        collections.OrderedDict,
+        # numpy arrays pickled with protocol < 3 carry their bytes as
+        # codecs.encode(latin-1 text): data in, bytes out
+        ('_codecs', 'encode'):
+        codecs.encode,
+        ('torch._utils', '_rebuild_tensor_v2'):
+        _rebuild_tensor_v2,
+        ('torch._utils', '_rebuild_tensor'):
+        _rebuild_tensor,
+        ('torch.storage', '_load_from_bytes'):
+        _storage_from_bytes,
+        ('torch', 'Size'):
+        torch.Size,
     }
     for obj in numpy_safe_globals():
         allowed[(obj.__module__, obj.__name__)] = obj

@@ -63,6 +63,7 @@ def test_box_only_losses_ignore_masks_in_the_file(tiny_toy, tmp_path):
     assert {'loss_mask_project', 'loss_mask_pairwise'} <= set(got)
     # and the masks would have changed a mask-supervised model's losses
     cfg.model.mask_head.supervision = 'mixed'
+    cfg.model.data_preprocessor.supervision = 'mixed'
     cfg.model.data_preprocessor.pad_mask = True
     next(t for t in pipeline if t.type == 'LoadAnnotations').with_mask = True
     mixed = batch_losses(cfg)

@@ -103,7 +103,7 @@ def test_resume_restores_prototypes_bank_encoder_and_losses(
 
 def test_mim_train_and_test_sim(tiny_toy, tmp_path):
     out = mim_train_and_test(CFG, tiny_toy, str(tmp_path / 'mim'))
-    assert 'memory bank: 0/100 entries' in out
+    assert 'memory bank: 0/50 entries' in out
 
 
 def test_two_process_prototypes_stay_identical(tiny_toy, tmp_path):

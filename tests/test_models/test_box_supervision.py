@@ -170,13 +170,22 @@ class MasksSentinel:
         return 1
 
 
-def test_preprocessor_leaves_masks_and_eval_batches_alone():
+def test_preprocessor_drops_masks_under_box_supervision_only():
     data = make_batch([(32, 32)], [[[1, 1, 20, 20]]])
-    sentinel = MasksSentinel()
-    data['data_samples'][0].gt_instances.masks = sentinel
+    data['data_samples'][0].gt_instances.masks = MasksSentinel()
     pre = BoxSupDataPreprocessor(pad_size_divisor=32)
     out = pre(data, training=True)
-    assert out['data_samples'][0].gt_instances.masks is sentinel
+    assert 'masks' not in out['data_samples'][0].gt_instances
+    # mixed supervision keeps (and pads) them
+    from mmdet.structures.mask import BitmapMasks
+    data = make_batch([(32, 32)], [[[1, 1, 20, 20]]])
+    masks = BitmapMasks(np.ones((1, 32, 32), np.uint8), 32, 32)
+    data['data_samples'][0].gt_instances.masks = masks
+    pre = BoxSupDataPreprocessor(
+        pad_size_divisor=32, supervision='mixed', pad_mask=True)
+    out = pre(data, training=True)
+    kept = out['data_samples'][0].gt_instances.masks
+    assert kept.masks.shape == (1, 32, 32) and kept.masks.all()
     out = pre(make_batch([(32, 32)], [[[1, 1, 20, 20]]]), training=False)
     assert 'color_similarity' not in out['data_samples'][0]
 

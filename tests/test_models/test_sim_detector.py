@@ -2,6 +2,7 @@
 """SIM detector wiring: the momentum encoder's outputs line up with the
 student's positives, Eqs. 8-9 use the right proposals and targets, the
 preprocessor applies occlusion, the hook binds and refuses."""
+import copy
 import os.path as osp
 
 import pytest
@@ -225,6 +226,10 @@ def test_preprocessor_refuses_copy_paste_with_masks(tiny_toy, tmp_path):
     h, w = data['inputs'][0].shape[-2:]
     gt.masks = BitmapMasks(
         torch.zeros(len(gt), h, w, dtype=torch.uint8).numpy(), h, w)
+    # under box supervision the masks are dropped before the paste ...
+    pre(copy.deepcopy(data), training=True)
+    # ... under mixed supervision copy-paste refuses them
+    pre.supervision = 'mixed'
     with pytest.raises(ValueError, match='box-only'):
         pre(data, training=True)
 

@@ -298,6 +298,7 @@ def test_output_schema_and_mixed_supervision_round_trip(
     cfg = toy_config(tiny_toy, str(tmp_path / 'work'))
     cfg.train_dataloader.dataset.ann_file = out_ann
     cfg.model.mask_head.supervision = 'mixed'
+    cfg.model.data_preprocessor.supervision = 'mixed'
     cfg.model.data_preprocessor.pad_mask = True
     pipeline = cfg.train_dataloader.dataset.pipeline
     next(t for t in pipeline if t.type == 'RandomFlip').prob = 0.0

@@ -76,6 +76,13 @@ def test_safe_pickle_reads_what_mmdet_dumps(tmp_path):
     with open(path, 'wb') as f:
         pickle.dump(data, f)
     got = load_safe_pickle(path)
+    # protocol 2 (what mmengine.dump may write) stores array bytes through
+    # codecs.encode
+    old = str(tmp_path / 'preds_p2.pkl')
+    with open(old, 'wb') as f:
+        pickle.dump(data, f, protocol=2)
+    np.testing.assert_array_equal(
+        load_safe_pickle(old)[0]['extra']['a'], np.arange(3.))
     pred = got[0]['pred_instances']
     torch.testing.assert_close(pred['bboxes'],
                                data[0]['pred_instances']['bboxes'])

@@ -167,27 +167,13 @@ def set_schedule(cfg, iters, work_dir):
     return cfg
 
 
-def _eval_mask_pipeline(pipeline):
-    """Load masks and pack them as ``eval_masks`` (recursively: BoxTeacher
-    packs in each branch of a ``MultiBranch``)."""
-    if isinstance(pipeline, dict):
-        out = {k: _eval_mask_pipeline(v) for k, v in pipeline.items()}
-        if out.get('type') == 'LoadAnnotations':
-            out['with_mask'] = True
-        elif out.get('type') == 'PackDetInputs':
-            out['type'] = 'PackDetInputsWithEvalMasks'
-        return type(pipeline)(out)
-    if isinstance(pipeline, (list, tuple)):
-        return type(pipeline)(_eval_mask_pipeline(p) for p in pipeline)
-    return pipeline
-
-
 def with_pseudo_mask_quality(cfg, ann_file, interval=1):
     """Train on ``ann_file`` (the same boxes, plus masks), pack the masks as
     evaluation-only ``eval_masks`` and add :class:`PseudoMaskQualityHook`."""
+    from mmboxseg.datasets.transforms import eval_mask_pipeline
     dataset = cfg.train_dataloader.dataset
     dataset.ann_file = ann_file
-    dataset.pipeline = _eval_mask_pipeline(dataset.pipeline)
+    dataset.pipeline = eval_mask_pipeline(dataset.pipeline)
     hooks = list(cfg.get('custom_hooks', None) or [])
     hooks.append(dict(type='PseudoMaskQualityHook', interval=interval))
     cfg.custom_hooks = hooks

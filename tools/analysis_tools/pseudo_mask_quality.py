@@ -47,14 +47,15 @@ def instance_scores(pseudo, truth, box_masks):
 
 
 def measure(cfg, checkpoint, ann_file, num_images, batch_size):
+    from mmboxseg.datasets.transforms import eval_mask_pipeline
     from mmboxseg.registry import DATASETS, MODELS
     from mmboxseg.utils import adopt_mmboxseg_scope
     cfg = adopt_mmboxseg_scope(cfg)
     ds_cfg = cfg.train_dataloader.dataset
     ds_cfg.ann_file = ann_file
+    # the true masks ride as eval_masks: the model never sees them
+    ds_cfg.pipeline = eval_mask_pipeline(ds_cfg.pipeline)
     for t in ds_cfg.pipeline:
-        if t['type'] == 'LoadAnnotations':
-            t['with_mask'] = True
         if t['type'] == 'RandomFlip':
             t['prob'] = 0.0
     dataset = DATASETS.build(ds_cfg)
@@ -78,7 +79,7 @@ def measure(cfg, checkpoint, ann_file, num_images, batch_size):
         for sample in s_samples:
             gt = sample.gt_instances
             h, w = gt.pseudo_masks.shape[-2:]
-            truth = gt.masks.to_tensor(torch.bool, 'cpu')
+            truth = gt.eval_masks.to_tensor(torch.bool, 'cpu')
             truth = truth[:, stride // 2::stride, stride // 2::stride]
             truth = F.pad(truth,
                           (0, w - truth.shape[-1], 0, h - truth.shape[-2]))

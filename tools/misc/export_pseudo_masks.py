@@ -46,7 +46,8 @@ degenerate boxes (< 1 px after clipping to the image) and boxes outside the
 image get no mask (:func:`valid_box`, the rules of
 :class:`~mmboxseg.datasets.BoxCocoDataset`), counted in the summary as
 skipped. The file loads in pycocotools and in ``BoxCocoDataset`` with mixed
-supervision (``mask_head.supervision='mixed'``, ``pad_mask=True`` and
+supervision (``supervision='mixed'`` in the mask head and the preprocessor,
+``pad_mask=True`` and
 ``LoadAnnotations(with_mask=True)``, as in
 ``configs/boxinst/boxinst_r50_fpn_ms-90k_coco-semi-voc20.py``; README,
 "Mixed supervision"): the masked instances get the mask loss, the others

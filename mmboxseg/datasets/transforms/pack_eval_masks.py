@@ -18,3 +18,20 @@ class PackDetInputsWithEvalMasks(PackDetInputs):
     split off by ``gt_ignore_flags`` as usual.
     """
     mapping_table = dict(PackDetInputs.mapping_table, gt_masks='eval_masks')
+
+
+def eval_mask_pipeline(pipeline):
+    """A copy of ``pipeline`` that loads the ground-truth masks and packs
+    them as ``eval_masks`` (recursively: BoxTeacher packs in each branch of
+    a ``MultiBranch``), for tools and hooks that score pseudo masks
+    against them; no loss sees them."""
+    if isinstance(pipeline, dict):
+        out = {k: eval_mask_pipeline(v) for k, v in pipeline.items()}
+        if out.get('type') == 'LoadAnnotations':
+            out['with_mask'] = True
+        elif out.get('type') == 'PackDetInputs':
+            out['type'] = 'PackDetInputsWithEvalMasks'
+        return type(pipeline)(out)
+    if isinstance(pipeline, (list, tuple)):
+        return type(pipeline)(eval_mask_pipeline(p) for p in pipeline)
+    return pipeline
